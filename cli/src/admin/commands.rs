@@ -1,0 +1,494 @@
+//! Executes `tollgate admin` commands and renders their results.
+
+use anyhow::{Context as _, bail};
+use tollgate_proto::v1 as pb;
+
+use super::args::{
+    AdminArgs, AdminCommand, GroupCmd, KeyCmd, ModelCmd, PrincipalCmd, ProviderCmd, RouteCmd,
+    UsageArgs,
+};
+use super::client::{AdminClient, admin_key, connect};
+use super::time_arg::{format_instant, parse_duration, parse_instant};
+use crate::report::{Format, Report};
+
+/// Runs one admin command, printing its result to stdout.
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let key = admin_key(&args)?;
+    let mut client = connect(&args.endpoint, &key).await?;
+    let out = execute(&mut client, args.command, args.format).await?;
+    print!("{out}");
+    Ok(())
+}
+
+/// Runs one admin command and returns what it prints (tests call this directly).
+pub async fn execute(
+    client: &mut AdminClient,
+    command: AdminCommand,
+    format: Format,
+) -> anyhow::Result<String> {
+    let report = match command {
+        AdminCommand::Providers(cmd) => providers(client, cmd).await?,
+        AdminCommand::Models(cmd) => models(client, cmd).await?,
+        AdminCommand::Routes(cmd) => routes(client, cmd).await?,
+        AdminCommand::Groups(cmd) => groups(client, cmd).await?,
+        AdminCommand::Users(cmd) => principals(client, pb::PrincipalKind::User, cmd).await?,
+        AdminCommand::ServiceAccounts(cmd) => {
+            principals(client, pb::PrincipalKind::ServiceAccount, cmd).await?
+        }
+        AdminCommand::Keys(cmd) => return keys(client, cmd, format).await,
+        AdminCommand::Usage(args) => usage(client, args).await?,
+    };
+    Ok(report.render(format))
+}
+
+fn status(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", e.message(), e.code())
+}
+
+fn provider_kind(kind: &str) -> anyhow::Result<pb::ProviderKind> {
+    match kind {
+        "demo" => Ok(pb::ProviderKind::Demo),
+        "anthropic" => Ok(pb::ProviderKind::Anthropic),
+        other => bail!("unknown provider kind `{other}`: expected `demo` or `anthropic`"),
+    }
+}
+
+fn provider_kind_name(kind: i32) -> &'static str {
+    match pb::ProviderKind::try_from(kind) {
+        Ok(pb::ProviderKind::Demo) => "demo",
+        Ok(pb::ProviderKind::Anthropic) => "anthropic",
+        _ => "unknown",
+    }
+}
+
+async fn providers(client: &mut AdminClient, cmd: ProviderCmd) -> anyhow::Result<Report> {
+    let mut r = Report::new([
+        "id",
+        "name",
+        "kind",
+        "base_url",
+        "has_api_key",
+        "created_at",
+    ]);
+    let row = |p: pb::ProviderInfo| {
+        vec![
+            p.id,
+            p.name,
+            provider_kind_name(p.kind).to_owned(),
+            p.base_url,
+            p.has_api_key.to_string(),
+            format_instant(p.created_at_unix_s),
+        ]
+    };
+    match cmd {
+        ProviderCmd::Create {
+            name,
+            kind,
+            base_url,
+            api_key_env,
+            api_key_file,
+        } => {
+            let api_key = match (api_key_env, api_key_file) {
+                (Some(var), _) => std::env::var(&var)
+                    .with_context(|| format!("environment variable {var} is not set"))?,
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+                (None, None) => String::new(),
+            };
+            let req = pb::CreateProviderRequest {
+                name,
+                kind: provider_kind(&kind)? as i32,
+                base_url,
+                api_key,
+            };
+            r.push(row(client
+                .create_provider(req)
+                .await
+                .map_err(status)?
+                .into_inner()));
+        }
+        ProviderCmd::List => {
+            let resp = client
+                .list_providers(pb::ListProvidersRequest {})
+                .await
+                .map_err(status)?;
+            resp.into_inner()
+                .providers
+                .into_iter()
+                .for_each(|p| r.push(row(p)));
+        }
+        ProviderCmd::Delete { provider } => {
+            client
+                .delete_provider(pb::DeleteProviderRequest { provider })
+                .await
+                .map_err(status)?;
+        }
+    }
+    Ok(r)
+}
+
+async fn models(client: &mut AdminClient, cmd: ModelCmd) -> anyhow::Result<Report> {
+    let mut r = Report::new(["id", "display_name", "max_input_tokens", "created_at"]);
+    let row = |m: pb::ModelInfo| {
+        vec![
+            m.id,
+            m.display_name,
+            m.max_input_tokens.to_string(),
+            format_instant(m.created_at_unix_s),
+        ]
+    };
+    match cmd {
+        ModelCmd::Upsert {
+            id,
+            display_name,
+            max_input_tokens,
+        } => {
+            let req = pb::UpsertModelRequest {
+                id,
+                display_name,
+                max_input_tokens,
+            };
+            r.push(row(client
+                .upsert_model(req)
+                .await
+                .map_err(status)?
+                .into_inner()));
+        }
+        ModelCmd::List => {
+            let resp = client
+                .list_models(pb::ListModelsRequest {})
+                .await
+                .map_err(status)?;
+            resp.into_inner()
+                .models
+                .into_iter()
+                .for_each(|m| r.push(row(m)));
+        }
+        ModelCmd::Delete { id } => {
+            client
+                .delete_model(pb::DeleteModelRequest { id })
+                .await
+                .map_err(status)?;
+        }
+    }
+    Ok(r)
+}
+
+fn route_rows(r: &mut Report, route: pb::RouteInfo) {
+    for (i, t) in route.targets.into_iter().enumerate() {
+        r.push(vec![
+            route.model.clone(),
+            i.to_string(),
+            t.provider_name,
+            t.upstream_model,
+            t.weight.to_string(),
+        ]);
+    }
+}
+
+async fn routes(client: &mut AdminClient, cmd: RouteCmd) -> anyhow::Result<Report> {
+    let mut r = Report::new(["model", "position", "provider", "upstream_model", "weight"]);
+    match cmd {
+        RouteCmd::Set { model, targets } => {
+            let targets = targets
+                .into_iter()
+                .map(|t| {
+                    let (provider, upstream) = t.split_once('=').unwrap_or((t.as_str(), ""));
+                    pb::RouteTargetSpec {
+                        provider: provider.to_owned(),
+                        upstream_model: upstream.to_owned(),
+                        weight: 1,
+                    }
+                })
+                .collect();
+            let req = pb::SetRouteRequest { model, targets };
+            route_rows(
+                &mut r,
+                client.set_route(req).await.map_err(status)?.into_inner(),
+            );
+        }
+        RouteCmd::List => {
+            let resp = client
+                .list_routes(pb::ListRoutesRequest {})
+                .await
+                .map_err(status)?;
+            for route in resp.into_inner().routes {
+                route_rows(&mut r, route);
+            }
+        }
+    }
+    Ok(r)
+}
+
+async fn groups(client: &mut AdminClient, cmd: GroupCmd) -> anyhow::Result<Report> {
+    let mut r = Report::new(["id", "name", "allowed_models", "members", "created_at"]);
+    let row = |g: pb::GroupInfo| {
+        vec![
+            g.id,
+            g.name,
+            g.allowed_models.join(","),
+            g.member_count.to_string(),
+            format_instant(g.created_at_unix_s),
+        ]
+    };
+    match cmd {
+        GroupCmd::Create { name, models } => {
+            let req = pb::CreateGroupRequest {
+                name,
+                allowed_models: models,
+            };
+            r.push(row(client
+                .create_group(req)
+                .await
+                .map_err(status)?
+                .into_inner()));
+        }
+        GroupCmd::List => {
+            let resp = client
+                .list_groups(pb::ListGroupsRequest {})
+                .await
+                .map_err(status)?;
+            resp.into_inner()
+                .groups
+                .into_iter()
+                .for_each(|g| r.push(row(g)));
+        }
+        GroupCmd::Delete { group } => {
+            client
+                .delete_group(pb::DeleteGroupRequest { group })
+                .await
+                .map_err(status)?;
+        }
+        GroupCmd::SetModels { group, models } => {
+            let req = pb::SetGroupModelsRequest {
+                group,
+                allowed_models: models,
+            };
+            r.push(row(client
+                .set_group_models(req)
+                .await
+                .map_err(status)?
+                .into_inner()));
+        }
+    }
+    Ok(r)
+}
+
+async fn principals(
+    client: &mut AdminClient,
+    kind: pb::PrincipalKind,
+    cmd: PrincipalCmd,
+) -> anyhow::Result<Report> {
+    let mut r = Report::new(["id", "name", "email", "groups", "disabled", "created_at"]);
+    let row = |p: pb::PrincipalInfo| {
+        vec![
+            p.id,
+            p.name,
+            p.email,
+            p.groups.join(","),
+            p.disabled.to_string(),
+            format_instant(p.created_at_unix_s),
+        ]
+    };
+    match cmd {
+        PrincipalCmd::Create {
+            name,
+            email,
+            groups,
+        } => {
+            if kind == pb::PrincipalKind::ServiceAccount && email.is_some() {
+                bail!("service accounts have no email");
+            }
+            let req = pb::CreatePrincipalRequest {
+                kind: kind as i32,
+                name,
+                email: email.unwrap_or_default(),
+                groups,
+            };
+            r.push(row(client
+                .create_principal(req)
+                .await
+                .map_err(status)?
+                .into_inner()));
+        }
+        PrincipalCmd::List => {
+            let req = pb::ListPrincipalsRequest { kind: kind as i32 };
+            let resp = client.list_principals(req).await.map_err(status)?;
+            resp.into_inner()
+                .principals
+                .into_iter()
+                .for_each(|p| r.push(row(p)));
+        }
+        PrincipalCmd::SetGroups { principal, groups } => {
+            let req = pb::SetPrincipalGroupsRequest { principal, groups };
+            r.push(row(client
+                .set_principal_groups(req)
+                .await
+                .map_err(status)?
+                .into_inner()));
+        }
+    }
+    Ok(r)
+}
+
+fn key_report() -> Report {
+    Report::new([
+        "id",
+        "name",
+        "principal",
+        "prefix",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+    ])
+}
+
+fn key_row(k: pb::ApiKeyInfo) -> Vec<String> {
+    vec![
+        k.id,
+        k.name,
+        k.principal_name,
+        k.prefix,
+        format_instant(k.created_at_unix_s),
+        format_instant(k.expires_at_unix_s),
+        format_instant(k.revoked_at_unix_s),
+    ]
+}
+
+async fn create_key(
+    client: &mut AdminClient,
+    principal: String,
+    name: String,
+    expires_in: Option<String>,
+    expires_at: Option<String>,
+    format: Format,
+) -> anyhow::Result<String> {
+    let expires_at_unix_s = match (expires_in, expires_at) {
+        (Some(d), _) => {
+            let d = parse_duration(&d).map_err(anyhow::Error::msg)?;
+            chrono::Utc::now().timestamp() + d.num_seconds()
+        }
+        (None, Some(t)) => parse_instant(&t).map_err(anyhow::Error::msg)?,
+        (None, None) => 0,
+    };
+    let req = pb::CreateApiKeyRequest {
+        principal,
+        name,
+        expires_at_unix_s,
+    };
+    let resp = client
+        .create_api_key(req)
+        .await
+        .map_err(status)?
+        .into_inner();
+    let info = resp.key.context("the control plane returned no key")?;
+    let mut r = key_report();
+    r.push(key_row(info));
+    if format == Format::Table {
+        return Ok(format!(
+            "{}\nSecret (shown once, store it now):\n{}\n",
+            r.render(Format::Table),
+            resp.secret
+        ));
+    }
+    r.columns.push("secret".to_owned());
+    if let Some(row) = r.rows.first_mut() {
+        row.push(resp.secret);
+    }
+    Ok(r.render(format))
+}
+
+async fn keys(client: &mut AdminClient, cmd: KeyCmd, format: Format) -> anyhow::Result<String> {
+    let mut r = key_report();
+    match cmd {
+        KeyCmd::Create {
+            principal,
+            name,
+            expires_in,
+            expires_at,
+        } => return create_key(client, principal, name, expires_in, expires_at, format).await,
+        KeyCmd::List { principal, all } => {
+            let req = pb::ListApiKeysRequest {
+                principal: principal.unwrap_or_default(),
+                include_revoked: all,
+            };
+            let resp = client.list_api_keys(req).await.map_err(status)?;
+            resp.into_inner()
+                .keys
+                .into_iter()
+                .for_each(|k| r.push(key_row(k)));
+        }
+        KeyCmd::Revoke { id } => {
+            let k = client
+                .revoke_api_key(pb::RevokeApiKeyRequest { id })
+                .await
+                .map_err(status)?;
+            r.push(key_row(k.into_inner()));
+        }
+    }
+    Ok(r.render(format))
+}
+
+fn dimension(name: &str) -> anyhow::Result<pb::UsageDimension> {
+    Ok(match name {
+        "key" => pb::UsageDimension::Key,
+        "user" | "principal" => pb::UsageDimension::Principal,
+        "model" => pb::UsageDimension::Model,
+        "day" => pb::UsageDimension::Day,
+        "provider" => pb::UsageDimension::Provider,
+        other => bail!("cannot group usage by `{other}`: use key, user, model, day or provider"),
+    })
+}
+
+async fn usage(client: &mut AdminClient, args: UsageArgs) -> anyhow::Result<Report> {
+    let instant = |s: Option<String>| -> anyhow::Result<i64> {
+        s.map(|s| parse_instant(&s).map_err(anyhow::Error::msg))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let group_by = args
+        .by
+        .iter()
+        .map(|d| dimension(d))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let req = pb::QueryUsageRequest {
+        from_unix_s: instant(args.from)?,
+        to_unix_s: instant(args.to)?,
+        group_by: group_by.iter().map(|d| *d as i32).collect(),
+        api_key_id: args.key.unwrap_or_default(),
+        principal: args.user.unwrap_or_default(),
+        model: args.model.unwrap_or_default(),
+    };
+    let resp = client.query_usage(req).await.map_err(status)?.into_inner();
+    let mut columns: Vec<String> = args.by.clone();
+    columns.extend(
+        [
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "cache_read_tokens",
+        ]
+        .map(String::from),
+    );
+    let mut r = Report::new(columns);
+    for row in resp.rows {
+        let mut cells = row.dimensions;
+        cells.extend(
+            [
+                row.requests,
+                row.input_tokens,
+                row.output_tokens,
+                row.cache_creation_5m_tokens,
+                row.cache_creation_1h_tokens,
+                row.cache_read_tokens,
+            ]
+            .map(|n| n.to_string()),
+        );
+        r.push(cells);
+    }
+    Ok(r)
+}

@@ -1,0 +1,8 @@
+//! tollgate-cli: the `tollgate` command — `dev` (an all-in-one local gateway) and `admin`
+//! (a client of the control plane's admin API). Depends on sqlx only through `dev`.
+
+pub mod admin;
+pub mod dev;
+pub mod pg_cluster;
+pub mod report;
+pub mod secret;

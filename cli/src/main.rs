@@ -1,0 +1,49 @@
+//! The `tollgate` command.
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Tollgate: a self-hosted gateway for Claude Code and the Anthropic Messages API.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a control plane, a data plane and PostgreSQL locally, with a demo provider.
+    Dev(tollgate_cli::dev::DevArgs),
+    /// Administer a running Tollgate through its control plane.
+    Admin(tollgate_cli::admin::AdminArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "warn,tollgate_cli=info,tollgate_control_plane=info,tollgate_data_plane=info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let shutdown = CancellationToken::new();
+            let on_signal = shutdown.clone();
+            let mut sigterm =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = sigterm.recv() => {}
+                }
+                on_signal.cancel();
+            });
+            tollgate_cli::dev::run(args, shutdown).await
+        }
+        Command::Admin(args) => tollgate_cli::admin::run(args).await,
+    }
+}

@@ -1,0 +1,18 @@
+//! tollgate-policy: the enforceable snapshot model and its pure evaluation.
+//!
+//! The control plane compiles policy into a `tollgate_proto::v1::Snapshot`; both planes
+//! convert it with [`Snapshot::try_from`], so a snapshot the control plane publishes is one
+//! every data plane accepts. Evaluation (authenticate a key, authorize a model, pick a route)
+//! is pure: no I/O, no async runtime, no clock — callers pass `now`.
+
+mod access;
+mod credential;
+mod snapshot;
+mod usage;
+
+pub use access::{AccessError, ModelAccess};
+pub use credential::{ApiKey, AuthError, Principal, PrincipalKind, secret_sha256};
+pub use snapshot::{
+    Group, InvalidSnapshot, Model, Provider, ProviderKind, Route, RouteTarget, Snapshot,
+};
+pub use usage::Usage;

@@ -1,0 +1,395 @@
+//! The snapshot: everything the request path needs, validated and indexed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use tollgate_proto::v1 as pb;
+
+use crate::access::{AccessError, ModelAccess};
+use crate::credential::{ApiKey, AuthError, Principal, PrincipalKind, secret_sha256};
+
+/// A group and the models its members may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub access: ModelAccess,
+}
+
+/// How a provider is reached.
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    /// Built-in offline provider.
+    Demo,
+    /// An Anthropic Messages API upstream; requests are passed through.
+    Anthropic {
+        /// Absolute `http`/`https` base URL, without a trailing slash.
+        base_url: String,
+        api_key: SecretString,
+    },
+}
+
+/// A configured upstream.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub id: String,
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+/// A client-facing model in the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Model {
+    pub id: String,
+    pub display_name: String,
+    pub max_input_tokens: Option<u32>,
+    pub created_at_unix_s: i64,
+}
+
+/// One place a model can be served.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    pub provider: Arc<Provider>,
+    /// The model id sent upstream.
+    pub upstream_model: String,
+    pub weight: u32,
+}
+
+/// Where requests for a client-facing model go, in order of preference.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub model: String,
+    pub targets: Vec<RouteTarget>,
+}
+
+impl Route {
+    /// The target to try first (routes are never empty once validated).
+    pub fn primary(&self) -> Option<&RouteTarget> {
+        self.targets.first()
+    }
+}
+
+/// A snapshot the control plane published that cannot be enforced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSnapshot {
+    #[error("snapshot version must be positive")]
+    ZeroVersion,
+    #[error("group `{0}` appears twice")]
+    DuplicateGroup(String),
+    #[error("group `{group}` allows an empty model id")]
+    EmptyAllowedModel { group: String },
+    #[error("API key `{key}` has a {len}-byte hash, expected 32")]
+    BadKeyHash { key: String, len: usize },
+    #[error("API key `{0}` appears twice")]
+    DuplicateKey(String),
+    #[error("API key `{key}` has no principal kind")]
+    UnspecifiedPrincipalKind { key: String },
+    #[error("API key `{key}` refers to unknown group `{group}`")]
+    UnknownGroup { key: String, group: String },
+    #[error("provider `{0}` appears twice")]
+    DuplicateProvider(String),
+    #[error("provider `{0}` has no kind")]
+    UnspecifiedProviderKind(String),
+    #[error("provider `{provider}` has an invalid base URL: {reason}")]
+    BadBaseUrl { provider: String, reason: String },
+    #[error("model `{0}` appears twice")]
+    DuplicateModel(String),
+    #[error("model id must not be empty")]
+    EmptyModelId,
+    #[error("route for `{0}` appears twice")]
+    DuplicateRoute(String),
+    #[error("route for `{0}` names a model that is not in the catalogue")]
+    RouteForUnknownModel(String),
+    #[error("route for `{0}` has no targets")]
+    EmptyRoute(String),
+    #[error("route for `{model}` refers to unknown provider `{provider}`")]
+    UnknownProvider { model: String, provider: String },
+}
+
+/// The validated, indexed policy a data plane enforces. Immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    pub generated_at_unix_ms: i64,
+    pub org_id: String,
+    pub org_name: String,
+    groups: HashMap<String, Group>,
+    keys: HashMap<[u8; 32], Arc<ApiKey>>,
+    providers: HashMap<String, Arc<Provider>>,
+    /// Sorted by id, for stable listings.
+    models: BTreeMap<String, Model>,
+    routes: HashMap<String, Route>,
+}
+
+impl Snapshot {
+    /// Finds the active key for a presented secret.
+    pub fn authenticate(&self, secret: &str, now_unix_s: i64) -> Result<&Arc<ApiKey>, AuthError> {
+        if secret.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let key = self
+            .keys
+            .get(&secret_sha256(secret))
+            .ok_or(AuthError::Unknown)?;
+        if key.is_expired(now_unix_s) {
+            return Err(AuthError::Expired);
+        }
+        Ok(key)
+    }
+
+    /// Checks that `key` may call `model` and returns where to send it.
+    pub fn authorize(&self, key: &ApiKey, model: &str) -> Result<&Route, AccessError> {
+        if !self.models.contains_key(model) {
+            return Err(AccessError::UnknownModel(model.to_owned()));
+        }
+        if !key.access.allows(model) {
+            return Err(AccessError::Denied(model.to_owned()));
+        }
+        self.routes
+            .get(model)
+            .ok_or_else(|| AccessError::NoRoute(model.to_owned()))
+    }
+
+    /// The models `key` may call, sorted by id.
+    pub fn visible_models<'a>(&'a self, key: &'a ApiKey) -> impl Iterator<Item = &'a Model> + 'a {
+        self.models
+            .values()
+            .filter(move |m| key.access.allows(&m.id))
+    }
+
+    pub fn group(&self, id: &str) -> Option<&Group> {
+        self.groups.get(id)
+    }
+
+    pub fn provider(&self, id: &str) -> Option<&Arc<Provider>> {
+        self.providers.get(id)
+    }
+
+    pub fn route(&self, model: &str) -> Option<&Route> {
+        self.routes.get(model)
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+impl TryFrom<pb::Snapshot> for Snapshot {
+    type Error = InvalidSnapshot;
+
+    fn try_from(pb: pb::Snapshot) -> Result<Self, Self::Error> {
+        if pb.version == 0 {
+            return Err(InvalidSnapshot::ZeroVersion);
+        }
+        let groups = convert_groups(pb.groups)?;
+        let keys = convert_keys(pb.api_keys, &groups)?;
+        let providers = convert_providers(pb.providers)?;
+        let models = convert_models(pb.models)?;
+        let routes = convert_routes(pb.routes, &models, &providers)?;
+        Ok(Snapshot {
+            version: pb.version,
+            generated_at_unix_ms: pb.generated_at_unix_ms,
+            org_id: pb.org_id,
+            org_name: pb.org_name,
+            groups,
+            keys,
+            providers,
+            models,
+            routes,
+        })
+    }
+}
+
+fn convert_groups(groups: Vec<pb::Group>) -> Result<HashMap<String, Group>, InvalidSnapshot> {
+    let mut out = HashMap::with_capacity(groups.len());
+    for g in groups {
+        if g.allowed_models.iter().any(String::is_empty) {
+            return Err(InvalidSnapshot::EmptyAllowedModel { group: g.name });
+        }
+        let access = if g.allowed_models.iter().any(|m| m == "*") {
+            ModelAccess::All
+        } else {
+            ModelAccess::Only(g.allowed_models.into_iter().collect())
+        };
+        let group = Group {
+            id: g.id.clone(),
+            name: g.name,
+            access,
+        };
+        if out.insert(g.id.clone(), group).is_some() {
+            return Err(InvalidSnapshot::DuplicateGroup(g.id));
+        }
+    }
+    Ok(out)
+}
+
+fn convert_keys(
+    keys: Vec<pb::ApiKey>,
+    groups: &HashMap<String, Group>,
+) -> Result<HashMap<[u8; 32], Arc<ApiKey>>, InvalidSnapshot> {
+    let mut principals: HashMap<String, Arc<Principal>> = HashMap::new();
+    let mut out = HashMap::with_capacity(keys.len());
+    for k in keys {
+        let hash: [u8; 32] =
+            k.secret_sha256
+                .as_slice()
+                .try_into()
+                .map_err(|_| InvalidSnapshot::BadKeyHash {
+                    key: k.id.clone(),
+                    len: k.secret_sha256.len(),
+                })?;
+        let kind = match pb::PrincipalKind::try_from(k.principal_kind) {
+            Ok(pb::PrincipalKind::User) => PrincipalKind::User,
+            Ok(pb::PrincipalKind::ServiceAccount) => PrincipalKind::ServiceAccount,
+            _ => return Err(InvalidSnapshot::UnspecifiedPrincipalKind { key: k.id }),
+        };
+        let mut access = ModelAccess::none();
+        for gid in &k.group_ids {
+            let group = groups
+                .get(gid)
+                .ok_or_else(|| InvalidSnapshot::UnknownGroup {
+                    key: k.id.clone(),
+                    group: gid.clone(),
+                })?;
+            access = access.union(&group.access);
+        }
+        let principal = principals
+            .entry(k.principal_id.clone())
+            .or_insert_with(|| {
+                Arc::new(Principal {
+                    id: k.principal_id.clone(),
+                    kind,
+                    name: k.principal_name.clone(),
+                    email: k.principal_email.clone(),
+                })
+            })
+            .clone();
+        let key = ApiKey {
+            id: k.id.clone(),
+            name: k.name,
+            principal,
+            group_ids: k.group_ids,
+            expires_at_unix_s: (k.expires_at_unix_s != 0).then_some(k.expires_at_unix_s),
+            access,
+        };
+        if out.insert(hash, Arc::new(key)).is_some() {
+            return Err(InvalidSnapshot::DuplicateKey(k.id));
+        }
+    }
+    Ok(out)
+}
+
+fn convert_providers(
+    providers: Vec<pb::Provider>,
+) -> Result<HashMap<String, Arc<Provider>>, InvalidSnapshot> {
+    let mut out = HashMap::with_capacity(providers.len());
+    for p in providers {
+        let kind = match pb::ProviderKind::try_from(p.kind) {
+            Ok(pb::ProviderKind::Demo) => ProviderKind::Demo,
+            Ok(pb::ProviderKind::Anthropic) => ProviderKind::Anthropic {
+                base_url: validate_base_url(&p.name, &p.base_url)?,
+                api_key: SecretString::from(p.api_key),
+            },
+            _ => return Err(InvalidSnapshot::UnspecifiedProviderKind(p.name)),
+        };
+        let provider = Provider {
+            id: p.id.clone(),
+            name: p.name,
+            kind,
+        };
+        if out.insert(p.id.clone(), Arc::new(provider)).is_some() {
+            return Err(InvalidSnapshot::DuplicateProvider(p.id));
+        }
+    }
+    Ok(out)
+}
+
+/// Accepts an absolute http(s) URL with no query or fragment; strips trailing slashes.
+fn validate_base_url(provider: &str, url: &str) -> Result<String, InvalidSnapshot> {
+    let bad = |reason: &str| InvalidSnapshot::BadBaseUrl {
+        provider: provider.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(bad("scheme must be http or https")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("missing host"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("must not have a query"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn convert_models(models: Vec<pb::Model>) -> Result<BTreeMap<String, Model>, InvalidSnapshot> {
+    let mut out = BTreeMap::new();
+    for m in models {
+        if m.id.is_empty() {
+            return Err(InvalidSnapshot::EmptyModelId);
+        }
+        let model = Model {
+            id: m.id.clone(),
+            display_name: if m.display_name.is_empty() {
+                m.id.clone()
+            } else {
+                m.display_name
+            },
+            max_input_tokens: (m.max_input_tokens != 0).then_some(m.max_input_tokens),
+            created_at_unix_s: m.created_at_unix_s,
+        };
+        if out.insert(m.id.clone(), model).is_some() {
+            return Err(InvalidSnapshot::DuplicateModel(m.id));
+        }
+    }
+    Ok(out)
+}
+
+fn convert_routes(
+    routes: Vec<pb::Route>,
+    models: &BTreeMap<String, Model>,
+    providers: &HashMap<String, Arc<Provider>>,
+) -> Result<HashMap<String, Route>, InvalidSnapshot> {
+    let mut out = HashMap::with_capacity(routes.len());
+    for r in routes {
+        if !models.contains_key(&r.model) {
+            return Err(InvalidSnapshot::RouteForUnknownModel(r.model));
+        }
+        if r.targets.is_empty() {
+            return Err(InvalidSnapshot::EmptyRoute(r.model));
+        }
+        let mut targets = Vec::with_capacity(r.targets.len());
+        for t in r.targets {
+            let provider =
+                providers
+                    .get(&t.provider_id)
+                    .ok_or_else(|| InvalidSnapshot::UnknownProvider {
+                        model: r.model.clone(),
+                        provider: t.provider_id.clone(),
+                    })?;
+            targets.push(RouteTarget {
+                provider: provider.clone(),
+                upstream_model: if t.upstream_model.is_empty() {
+                    r.model.clone()
+                } else {
+                    t.upstream_model
+                },
+                weight: t.weight.max(1),
+            });
+        }
+        let route = Route {
+            model: r.model.clone(),
+            targets,
+        };
+        if out.insert(r.model.clone(), route).is_some() {
+            return Err(InvalidSnapshot::DuplicateRoute(r.model));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn key(id: &str, secret: &str, groups: &[&str], expires: i64) -> pb::ApiKey {
+    pb::ApiKey {
+        id: id.into(),
+        secret_sha256: secret_sha256(secret).to_vec(),
+        principal_id: format!("p-{id}"),
+        principal_kind: pb::PrincipalKind::User as i32,
+        principal_name: "Ada".into(),
+        principal_email: "ada@example.com".into(),
+        group_ids: groups.iter().map(|g| (*g).to_owned()).collect(),
+        expires_at_unix_s: expires,
+        name: "laptop".into(),
+    }
+}
+
+fn sample() -> pb::Snapshot {
+    pb::Snapshot {
+        version: 7,
+        generated_at_unix_ms: 1,
+        org_id: "org".into(),
+        org_name: "Example".into(),
+        groups: vec![
+            pb::Group {
+                id: "g-eng".into(),
+                name: "eng".into(),
+                allowed_models: vec!["claude-sonnet-5".into()],
+            },
+            pb::Group {
+                id: "g-admin".into(),
+                name: "admins".into(),
+                allowed_models: vec!["*".into()],
+            },
+        ],
+        api_keys: vec![
+            key("k1", "tg_one", &["g-eng"], 0),
+            key("k2", "tg_two", &["g-admin"], 0),
+            key("k3", "tg_old", &["g-eng"], 100),
+            key("k4", "tg_nogroup", &[], 0),
+        ],
+        providers: vec![
+            pb::Provider {
+                id: "p-demo".into(),
+                name: "demo".into(),
+                kind: pb::ProviderKind::Demo as i32,
+                ..Default::default()
+            },
+            pb::Provider {
+                id: "p-anth".into(),
+                name: "anthropic".into(),
+                kind: pb::ProviderKind::Anthropic as i32,
+                base_url: "https://api.anthropic.com/".into(),
+                api_key: "sk-secret".into(),
+            },
+        ],
+        models: vec![
+            pb::Model {
+                id: "claude-sonnet-5".into(),
+                display_name: "Claude Sonnet 5".into(),
+                ..Default::default()
+            },
+            pb::Model {
+                id: "claude-opus-4-8".into(),
+                ..Default::default()
+            },
+        ],
+        routes: vec![
+            pb::Route {
+                model: "claude-sonnet-5".into(),
+                targets: vec![pb::RouteTarget {
+                    provider_id: "p-demo".into(),
+                    upstream_model: String::new(),
+                    weight: 0,
+                }],
+            },
+            pb::Route {
+                model: "claude-opus-4-8".into(),
+                targets: vec![pb::RouteTarget {
+                    provider_id: "p-anth".into(),
+                    upstream_model: "claude-opus-4-8-20260101".into(),
+                    weight: 1,
+                }],
+            },
+        ],
+    }
+}
+
+#[test]
+fn accepts_a_valid_snapshot() {
+    let snap = Snapshot::try_from(sample()).unwrap();
+    assert_eq!(snap.version, 7);
+    assert_eq!(snap.key_count(), 4);
+}
+
+#[test]
+fn authenticates_known_key_and_rejects_unknown() {
+    let snap = Snapshot::try_from(sample()).unwrap();
+    assert_eq!(snap.authenticate("tg_one", 50).unwrap().id, "k1");
+    assert_eq!(
+        snap.authenticate("tg_nope", 50).unwrap_err(),
+        AuthError::Unknown
+    );
+    assert_eq!(snap.authenticate("", 50).unwrap_err(), AuthError::Missing);
+}
+
+#[test]
+fn rejects_expired_key_at_its_expiry() {
+    let snap = Snapshot::try_from(sample()).unwrap();
+    assert!(snap.authenticate("tg_old", 99).is_ok());
+    assert_eq!(
+        snap.authenticate("tg_old", 100).unwrap_err(),
+        AuthError::Expired
+    );
+}
+
+#[test]
+fn authorizes_by_group_and_names_the_denied_model() {
+    let snap = Snapshot::try_from(sample()).unwrap();
+    let eng = snap.authenticate("tg_one", 0).unwrap().clone();
+    let route = snap.authorize(&eng, "claude-sonnet-5").unwrap();
+    assert_eq!(route.primary().unwrap().upstream_model, "claude-sonnet-5");
+    let err = snap.authorize(&eng, "claude-opus-4-8").unwrap_err();
+    assert_eq!(err, AccessError::Denied("claude-opus-4-8".into()));
+    assert!(err.to_string().contains("claude-opus-4-8"));
+    let admin = snap.authenticate("tg_two", 0).unwrap().clone();
+    let route = snap.authorize(&admin, "claude-opus-4-8").unwrap();
+    assert_eq!(
+        route.primary().unwrap().upstream_model,
+        "claude-opus-4-8-20260101"
+    );
+    assert_eq!(
+        snap.authorize(&admin, "gpt-4").unwrap_err(),
+        AccessError::UnknownModel("gpt-4".into())
+    );
+}
+
+#[test]
+fn key_without_groups_may_use_nothing() {
+    let snap = Snapshot::try_from(sample()).unwrap();
+    let k = snap.authenticate("tg_nogroup", 0).unwrap().clone();
+    assert!(snap.visible_models(&k).next().is_none());
+}
+
+#[test]
+fn visible_models_are_filtered_and_sorted() {
+    let snap = Snapshot::try_from(sample()).unwrap();
+    let admin = snap.authenticate("tg_two", 0).unwrap().clone();
+    let ids: Vec<_> = snap.visible_models(&admin).map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["claude-opus-4-8", "claude-sonnet-5"]);
+    let eng = snap.authenticate("tg_one", 0).unwrap().clone();
+    let ids: Vec<_> = snap.visible_models(&eng).map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["claude-sonnet-5"]);
+}
+
+#[test]
+fn strips_trailing_slash_from_base_url() {
+    let snap = Snapshot::try_from(sample()).unwrap();
+    match &snap.provider("p-anth").unwrap().kind {
+        ProviderKind::Anthropic { base_url, .. } => {
+            assert_eq!(base_url, "https://api.anthropic.com")
+        }
+        ProviderKind::Demo => unreachable!(),
+    }
+}
+
+#[test]
+fn provider_secret_is_not_in_debug_output() {
+    let snap = Snapshot::try_from(sample()).unwrap();
+    assert!(!format!("{snap:?}").contains("sk-secret"));
+}
+
+#[test]
+fn rejects_route_to_unknown_provider() {
+    let mut s = sample();
+    s.routes[0].targets[0].provider_id = "ghost".into();
+    assert!(matches!(
+        Snapshot::try_from(s).unwrap_err(),
+        InvalidSnapshot::UnknownProvider { .. }
+    ));
+}
+
+#[test]
+fn rejects_key_in_unknown_group() {
+    let mut s = sample();
+    s.api_keys[0].group_ids.push("ghost".into());
+    assert!(matches!(
+        Snapshot::try_from(s).unwrap_err(),
+        InvalidSnapshot::UnknownGroup { .. }
+    ));
+}
+
+#[test]
+fn rejects_bad_hash_length_zero_version_and_bad_url() {
+    let mut s = sample();
+    s.api_keys[0].secret_sha256.pop();
+    assert!(matches!(
+        Snapshot::try_from(s).unwrap_err(),
+        InvalidSnapshot::BadKeyHash { .. }
+    ));
+    let mut s = sample();
+    s.version = 0;
+    assert_eq!(
+        Snapshot::try_from(s).unwrap_err(),
+        InvalidSnapshot::ZeroVersion
+    );
+    let mut s = sample();
+    s.providers[1].base_url = "ftp://x".into();
+    assert!(matches!(
+        Snapshot::try_from(s).unwrap_err(),
+        InvalidSnapshot::BadBaseUrl { .. }
+    ));
+}
+
+#[test]
+fn rejects_empty_route_and_route_for_unknown_model() {
+    let mut s = sample();
+    s.routes[0].targets.clear();
+    assert!(matches!(
+        Snapshot::try_from(s).unwrap_err(),
+        InvalidSnapshot::EmptyRoute(_)
+    ));
+    let mut s = sample();
+    s.routes[0].model = "nope".into();
+    assert!(matches!(
+        Snapshot::try_from(s).unwrap_err(),
+        InvalidSnapshot::RouteForUnknownModel(_)
+    ));
+}
+
+proptest! {
+    /// Whatever bytes arrive, conversion returns a value or an error, never panics.
+    #[test]
+    fn conversion_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        use prost::Message;
+        if let Ok(pb) = pb::Snapshot::decode(bytes.as_slice()) {
+            let _ = Snapshot::try_from(pb);
+        }
+    }
+
+    #[test]
+    fn mutated_snapshots_never_panic(version in 0u64..3, drop_group in any::<bool>(), url in ".{0,20}") {
+        let mut s = sample();
+        s.version = version;
+        if drop_group { s.groups.pop(); }
+        s.providers[1].base_url = url;
+        let _ = Snapshot::try_from(s);
+    }
+}

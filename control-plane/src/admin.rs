@@ -1,0 +1,190 @@
+//! The `Admin` gRPC service: providers, models and routes, groups, principals, API keys and
+//! usage queries. Every call needs `authorization: Bearer tga_…`, checked against the stored
+//! hashes of unrevoked admin keys on each call (so a revocation takes effect at once).
+//!
+//! Errors: `not_found` when the object a call acts on does not exist; `invalid_argument` for bad
+//! input, including references to objects that do not exist (a route's model or provider, a
+//! principal's groups); `already_exists` for name clashes; `failed_precondition` when other
+//! objects still depend on the one being deleted; `aborted` when a concurrent change won
+//! (retry); `internal` (generic, logged) for database failures.
+//!
+//! Choices worth knowing: a group may allow model ids that are not (yet) in the catalogue (the
+//! snapshot only ever grants catalogue models); `SetRoute` with no targets removes the route;
+//! a route target's weight 0 means 1; revoking a revoked key is a no-op returning the key.
+
+mod api_key;
+mod catalogue;
+mod directory;
+mod usage;
+
+use sqlx::PgPool;
+use tollgate_proto::v1 as pb;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::credential::{ADMIN_KEY_PREFIX, bearer};
+use crate::store;
+
+/// The `Admin` service of one organisation.
+#[derive(Clone)]
+pub struct AdminService {
+    pool: PgPool,
+    org_id: Uuid,
+}
+
+impl AdminService {
+    pub fn new(pool: PgPool, org_id: Uuid) -> Self {
+        AdminService { pool, org_id }
+    }
+
+    async fn authenticate(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        let token = bearer(metadata)
+            .filter(|t| t.starts_with(ADMIN_KEY_PREFIX))
+            .ok_or_else(|| {
+                Status::unauthenticated("missing admin key: send `authorization: Bearer tga_…`")
+            })?;
+        let hash = tollgate_policy::secret_sha256(token);
+        if store::admin_key::is_active(&self.pool, &hash).await? {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("invalid or revoked admin key"))
+        }
+    }
+}
+
+/// A required, non-blank string argument.
+fn required<'a>(what: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.trim().is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{what} must not be empty"
+        )));
+    }
+    Ok(value)
+}
+
+/// An optional string argument: empty means absent.
+fn optional(value: &str) -> Option<&str> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// Authenticates, then runs the handler with the request message.
+macro_rules! handle {
+    ($self:ident, $request:ident, $handler:path) => {{
+        $self.authenticate($request.metadata()).await?;
+        $handler($self, $request.into_inner())
+            .await
+            .map(Response::new)
+    }};
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn create_provider(
+        &self,
+        request: Request<pb::CreateProviderRequest>,
+    ) -> Reply<pb::ProviderInfo> {
+        handle!(self, request, catalogue::create_provider)
+    }
+    async fn list_providers(
+        &self,
+        request: Request<pb::ListProvidersRequest>,
+    ) -> Reply<pb::ListProvidersResponse> {
+        handle!(self, request, catalogue::list_providers)
+    }
+    async fn delete_provider(
+        &self,
+        request: Request<pb::DeleteProviderRequest>,
+    ) -> Reply<pb::DeleteResponse> {
+        handle!(self, request, catalogue::delete_provider)
+    }
+    async fn upsert_model(&self, request: Request<pb::UpsertModelRequest>) -> Reply<pb::ModelInfo> {
+        handle!(self, request, catalogue::upsert_model)
+    }
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Reply<pb::ListModelsResponse> {
+        handle!(self, request, catalogue::list_models)
+    }
+    async fn delete_model(
+        &self,
+        request: Request<pb::DeleteModelRequest>,
+    ) -> Reply<pb::DeleteResponse> {
+        handle!(self, request, catalogue::delete_model)
+    }
+    async fn set_route(&self, request: Request<pb::SetRouteRequest>) -> Reply<pb::RouteInfo> {
+        handle!(self, request, catalogue::set_route)
+    }
+    async fn list_routes(
+        &self,
+        request: Request<pb::ListRoutesRequest>,
+    ) -> Reply<pb::ListRoutesResponse> {
+        handle!(self, request, catalogue::list_routes)
+    }
+    async fn create_group(&self, request: Request<pb::CreateGroupRequest>) -> Reply<pb::GroupInfo> {
+        handle!(self, request, directory::create_group)
+    }
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Reply<pb::ListGroupsResponse> {
+        handle!(self, request, directory::list_groups)
+    }
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Reply<pb::DeleteResponse> {
+        handle!(self, request, directory::delete_group)
+    }
+    async fn set_group_models(
+        &self,
+        request: Request<pb::SetGroupModelsRequest>,
+    ) -> Reply<pb::GroupInfo> {
+        handle!(self, request, directory::set_group_models)
+    }
+    async fn create_principal(
+        &self,
+        request: Request<pb::CreatePrincipalRequest>,
+    ) -> Reply<pb::PrincipalInfo> {
+        handle!(self, request, directory::create_principal)
+    }
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListPrincipalsRequest>,
+    ) -> Reply<pb::ListPrincipalsResponse> {
+        handle!(self, request, directory::list_principals)
+    }
+    async fn set_principal_groups(
+        &self,
+        request: Request<pb::SetPrincipalGroupsRequest>,
+    ) -> Reply<pb::PrincipalInfo> {
+        handle!(self, request, directory::set_principal_groups)
+    }
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Reply<pb::CreateApiKeyResponse> {
+        handle!(self, request, api_key::create_api_key)
+    }
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Reply<pb::ListApiKeysResponse> {
+        handle!(self, request, api_key::list_api_keys)
+    }
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Reply<pb::ApiKeyInfo> {
+        handle!(self, request, api_key::revoke_api_key)
+    }
+    async fn query_usage(
+        &self,
+        request: Request<pb::QueryUsageRequest>,
+    ) -> Reply<pb::QueryUsageResponse> {
+        handle!(self, request, usage::query_usage)
+    }
+}

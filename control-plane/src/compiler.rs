@@ -1,0 +1,150 @@
+//! Compiles the policy in Postgres into one `tollgate_proto::v1::Snapshot` and validates it
+//! with `tollgate_policy::Snapshot::try_from`, the very conversion every data plane runs.
+
+use sqlx::PgPool;
+use tollgate_policy::InvalidSnapshot;
+use tollgate_proto::v1 as pb;
+
+use crate::store::StoreError;
+use crate::store::policy::{self, PolicyRows};
+
+/// Why no snapshot could be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("cannot read the policy")]
+    Store(#[from] StoreError),
+    #[error("policy version {0} is not positive")]
+    BadVersion(i64),
+    #[error("the compiled snapshot (version {version}) is invalid")]
+    Invalid {
+        version: u64,
+        #[source]
+        source: InvalidSnapshot,
+    },
+}
+
+/// Reads the whole policy consistently, compiles and validates it.
+pub async fn compile(pool: &PgPool) -> Result<pb::Snapshot, CompileError> {
+    let rows = policy::load(pool).await?;
+    let snapshot = build(rows, chrono::Utc::now().timestamp_millis())?;
+    validate(&snapshot)?;
+    Ok(snapshot)
+}
+
+/// Checks a snapshot with the data plane's own conversion.
+pub fn validate(snapshot: &pb::Snapshot) -> Result<(), CompileError> {
+    tollgate_policy::Snapshot::try_from(snapshot.clone())
+        .map(drop)
+        .map_err(|source| CompileError::Invalid {
+            version: snapshot.version,
+            source,
+        })
+}
+
+/// Turns policy rows into a snapshot (pure; validation is separate).
+pub(crate) fn build(
+    rows: PolicyRows,
+    generated_at_unix_ms: i64,
+) -> Result<pb::Snapshot, CompileError> {
+    let version = u64::try_from(rows.version)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or(CompileError::BadVersion(rows.version))?;
+    let (org_id, org_name) = rows
+        .org
+        .map(|(id, name)| (id.to_string(), name))
+        .unwrap_or_default();
+    Ok(pb::Snapshot {
+        version,
+        generated_at_unix_ms,
+        org_id,
+        org_name,
+        groups: rows
+            .groups
+            .into_iter()
+            .map(|g| pb::Group {
+                id: g.id.to_string(),
+                name: g.name,
+                allowed_models: g.allowed_models,
+            })
+            .collect(),
+        api_keys: rows
+            .api_keys
+            .into_iter()
+            .map(|k| pb::ApiKey {
+                id: k.id.to_string(),
+                secret_sha256: k.secret_sha256,
+                principal_id: k.principal_id.to_string(),
+                principal_kind: principal_kind(&k.principal_kind) as i32,
+                principal_name: k.principal_name,
+                principal_email: k.principal_email,
+                group_ids: k.group_ids.iter().map(ToString::to_string).collect(),
+                expires_at_unix_s: k.expires_at.map_or(0, |t| t.timestamp()),
+                name: k.name,
+            })
+            .collect(),
+        providers: rows
+            .providers
+            .into_iter()
+            .map(|p| pb::Provider {
+                id: p.id.to_string(),
+                name: p.name,
+                kind: provider_kind(&p.kind) as i32,
+                base_url: p.base_url,
+                api_key: p.api_key,
+            })
+            .collect(),
+        models: rows
+            .models
+            .into_iter()
+            .map(|m| pb::Model {
+                id: m.id,
+                display_name: m.display_name,
+                max_input_tokens: u32::try_from(m.max_input_tokens).unwrap_or(0),
+                created_at_unix_s: m.created_at.timestamp(),
+            })
+            .collect(),
+        routes: routes(rows.route_targets),
+    })
+}
+
+/// Groups route targets (ordered by model, then position) into routes.
+fn routes(targets: Vec<policy::RouteTargetPolicyRow>) -> Vec<pb::Route> {
+    let mut routes: Vec<pb::Route> = Vec::new();
+    for t in targets {
+        let target = pb::RouteTarget {
+            provider_id: t.provider_id.to_string(),
+            upstream_model: t.upstream_model,
+            weight: u32::try_from(t.weight).unwrap_or(1),
+        };
+        match routes.last_mut() {
+            Some(route) if route.model == t.model_id => route.targets.push(target),
+            _ => routes.push(pb::Route {
+                model: t.model_id,
+                targets: vec![target],
+            }),
+        }
+    }
+    routes
+}
+
+/// The snapshot's principal kind for a `principals.kind` value.
+pub fn principal_kind(kind: &str) -> pb::PrincipalKind {
+    match kind {
+        "user" => pb::PrincipalKind::User,
+        "service_account" => pb::PrincipalKind::ServiceAccount,
+        _ => pb::PrincipalKind::Unspecified,
+    }
+}
+
+/// The snapshot's provider kind for a `providers.kind` value.
+pub fn provider_kind(kind: &str) -> pb::ProviderKind {
+    match kind {
+        "demo" => pb::ProviderKind::Demo,
+        "anthropic" => pb::ProviderKind::Anthropic,
+        _ => pb::ProviderKind::Unspecified,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! Routes: for each client-facing model, the ordered provider targets that serve it.
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{StoreError, provider};
+
+/// One target of a route, with its provider's name for display.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RouteTargetRow {
+    pub model_id: String,
+    pub provider_id: Uuid,
+    pub provider_name: String,
+    pub upstream_model: String,
+    pub weight: i32,
+}
+
+/// A target as an admin names it.
+#[derive(Debug)]
+pub struct TargetSpec<'a> {
+    /// Provider name or id.
+    pub provider: &'a str,
+    /// Empty: the route's model id.
+    pub upstream_model: &'a str,
+    /// At least 1.
+    pub weight: i32,
+}
+
+const SELECT: &str = "SELECT t.model_id, t.provider_id, p.name AS provider_name, \
+     t.upstream_model, t.weight FROM route_targets t JOIN providers p ON p.id = t.provider_id";
+
+/// Replaces the route of `model` with `targets`, in order. No targets removes the route.
+pub async fn set(
+    pool: &PgPool,
+    model: &str,
+    targets: &[TargetSpec<'_>],
+) -> Result<Vec<RouteTargetRow>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let model_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM models WHERE id = $1)")
+            .bind(model)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !model_exists {
+        return Err(StoreError::InvalidArgument(format!(
+            "model `{model}` is not in the catalogue; upsert it first"
+        )));
+    }
+    let mut provider_ids = Vec::with_capacity(targets.len());
+    for target in targets {
+        let id = provider::resolve(&mut tx, target.provider)
+            .await?
+            .ok_or_else(|| {
+                StoreError::InvalidArgument(format!(
+                    "route target provider `{}` not found",
+                    target.provider
+                ))
+            })?;
+        provider_ids.push(id);
+    }
+    sqlx::query("DELETE FROM route_targets WHERE model_id = $1")
+        .bind(model)
+        .execute(&mut *tx)
+        .await?;
+    if !targets.is_empty() {
+        let positions: Vec<i32> = (0..).take(targets.len()).collect();
+        let upstream: Vec<&str> = targets.iter().map(|t| t.upstream_model).collect();
+        let weights: Vec<i32> = targets.iter().map(|t| t.weight).collect();
+        sqlx::query(
+            "INSERT INTO route_targets (model_id, position, provider_id, upstream_model, weight) \
+             SELECT $1, * FROM UNNEST($2::int4[], $3::uuid[], $4::text[], $5::int4[])",
+        )
+        .bind(model)
+        .bind(&positions)
+        .bind(&provider_ids)
+        .bind(&upstream)
+        .bind(&weights)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let rows = targets_of(&mut tx, model).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+async fn targets_of(
+    conn: &mut PgConnection,
+    model: &str,
+) -> Result<Vec<RouteTargetRow>, StoreError> {
+    let sql = format!("{SELECT} WHERE t.model_id = $1 ORDER BY t.position");
+    Ok(sqlx::query_as(&sql).bind(model).fetch_all(conn).await?)
+}
+
+/// Every route target, ordered by model then position.
+pub async fn list(pool: &PgPool) -> Result<Vec<RouteTargetRow>, StoreError> {
+    let sql = format!("{SELECT} ORDER BY t.model_id, t.position");
+    Ok(sqlx::query_as(&sql).fetch_all(pool).await?)
+}

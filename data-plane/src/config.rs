@@ -1,0 +1,145 @@
+//! Process settings for one data plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// How to run a data plane. Policy (keys, models, routes, providers) is not here: it arrives
+/// from the control plane in snapshots.
+#[derive(Debug, Clone)]
+pub struct DataPlaneConfig {
+    /// Where clients connect (HTTP/1.1 and h2c). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The control plane's gRPC endpoint, e.g. `http://127.0.0.1:50051`.
+    pub control_plane_url: String,
+    /// Sent as `authorization: Bearer …` on every control-plane call.
+    pub sync_token: SecretString,
+    /// Names this data plane in usage records and to the control plane.
+    pub data_plane_id: String,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    pub upstream_connect_timeout: Duration,
+    /// How long to wait for a provider's response headers.
+    pub upstream_first_byte_timeout: Duration,
+    /// How long to keep reading a provider's answer after the client left, for metering.
+    pub disconnect_drain_timeout: Duration,
+    pub usage_batch_max: usize,
+    pub usage_flush_interval: Duration,
+    /// Usage the control plane has not acknowledged at shutdown is written here, and sent
+    /// from here at the next start.
+    pub spool_path: Option<PathBuf>,
+    /// How long shutdown waits for in-flight requests (and then for the usage flush).
+    pub shutdown_drain_timeout: Duration,
+}
+
+impl DataPlaneConfig {
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+    /// A configuration with the defaults and a random `data_plane_id`.
+    pub fn new(listen: SocketAddr, control_plane_url: String, sync_token: SecretString) -> Self {
+        DataPlaneConfig {
+            listen,
+            control_plane_url,
+            sync_token,
+            data_plane_id: format!("dp-{}", uuid::Uuid::new_v4().simple()),
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            upstream_connect_timeout: Duration::from_secs(10),
+            upstream_first_byte_timeout: Duration::from_secs(300),
+            disconnect_drain_timeout: Duration::from_secs(600),
+            usage_batch_max: 500,
+            usage_flush_interval: Duration::from_secs(1),
+            spool_path: None,
+            shutdown_drain_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Checks everything at once and reports every problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        match self.control_plane_url.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+            Ok(uri) if uri.scheme_str() == Some("https") => problems.push(
+                "control_plane_url: https is not supported by this build; use http inside the cluster"
+                    .to_owned(),
+            ),
+            _ => problems.push(format!(
+                "control_plane_url: `{}` is not an http://host:port URL",
+                self.control_plane_url
+            )),
+        }
+        let token = self.sync_token.expose_secret();
+        if token.is_empty() {
+            problems.push("sync_token: must not be empty".to_owned());
+        } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            problems.push("sync_token: must be printable ASCII without spaces".to_owned());
+        }
+        if self.data_plane_id.trim().is_empty() {
+            problems.push("data_plane_id: must not be empty".to_owned());
+        }
+        for (name, zero) in [
+            ("max_body_bytes", self.max_body_bytes == 0),
+            ("usage_batch_max", self.usage_batch_max == 0),
+            (
+                "upstream_connect_timeout",
+                self.upstream_connect_timeout.is_zero(),
+            ),
+            (
+                "upstream_first_byte_timeout",
+                self.upstream_first_byte_timeout.is_zero(),
+            ),
+            ("usage_flush_interval", self.usage_flush_interval.is_zero()),
+        ] {
+            if zero {
+                problems.push(format!("{name}: must be positive"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+/// Every problem found in a [`DataPlaneConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid data plane configuration: {}", .problems.join("; "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> DataPlaneConfig {
+        DataPlaneConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            "http://127.0.0.1:50051".into(),
+            SecretString::from("token"),
+        )
+    }
+
+    #[test]
+    fn defaults_are_valid_and_ids_random() {
+        let a = config();
+        assert!(a.validate().is_ok());
+        assert_eq!(a.max_body_bytes, 32 * 1024 * 1024);
+        assert_eq!(a.shutdown_drain_timeout, Duration::from_secs(30));
+        assert_ne!(a.data_plane_id, config().data_plane_id);
+        assert!(!format!("{a:?}").contains("token\""));
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let mut c = config();
+        c.control_plane_url = "nope".into();
+        c.sync_token = SecretString::from("");
+        c.max_body_bytes = 0;
+        c.usage_flush_interval = Duration::ZERO;
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+    }
+}

@@ -1,0 +1,34 @@
+//! tollgate-data-plane: the request path of Tollgate.
+//!
+//! A data plane authenticates callers against the policy snapshot streamed from the control
+//! plane, authorizes the requested model, forwards the request to the routed provider,
+//! relays the answer without buffering, meters token usage from the provider's own report,
+//! and ships usage records back to the control plane. It never blocks on the control plane
+//! while serving: it keeps the last good snapshot, and usage waits in memory (or a local
+//! spool) until the control plane takes it.
+//!
+//! Must not depend on a database (no sqlx). The request path works with `tollgate-policy`
+//! types only; protobuf types appear only in snapshot sync and usage shipping.
+//!
+//! Start one with [`spawn`]; stop it by cancelling the token passed in, then
+//! [`DataPlaneHandle::wait`].
+
+mod auth;
+mod backoff;
+mod config;
+mod control_plane;
+mod error;
+mod gateway;
+mod listener;
+pub mod meter;
+mod providers;
+pub mod request;
+mod server;
+mod snapshot;
+mod upstream;
+mod usage;
+
+pub use config::{ConfigError, DataPlaneConfig};
+pub use error::ErrorCode;
+pub use server::{DataPlaneHandle, ShutdownError, StartError, spawn};
+pub use usage::{ShipperError, SpoolError};

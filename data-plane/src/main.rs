@@ -1,0 +1,149 @@
+//! The `tollgate-data-plane` binary: parse settings, start, stop on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use tollgate_data_plane::DataPlaneConfig;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Tollgate data plane: authenticates, authorizes, proxies and meters Anthropic Messages API
+/// traffic under the policy the control plane streams to it.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address clients connect to (HTTP/1.1 and h2c).
+    #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The control plane's gRPC endpoint.
+    #[arg(
+        long,
+        env = "TOLLGATE_CONTROL_PLANE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    control_plane_url: String,
+    /// Token presented to the control plane (keep it in the environment, not on the command line).
+    #[arg(long, env = "TOLLGATE_SYNC_TOKEN", hide_env_values = true)]
+    sync_token: String,
+    /// Name of this data plane in usage records (random if unset).
+    #[arg(long, env = "TOLLGATE_DATA_PLANE_ID")]
+    data_plane_id: Option<String>,
+    #[arg(long, env = "TOLLGATE_MAX_BODY_BYTES", default_value_t = DataPlaneConfig::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    #[arg(
+        long,
+        env = "TOLLGATE_UPSTREAM_CONNECT_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    upstream_connect_timeout_secs: u64,
+    #[arg(
+        long,
+        env = "TOLLGATE_UPSTREAM_FIRST_BYTE_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    upstream_first_byte_timeout_secs: u64,
+    /// How long to keep metering a provider's answer after the client disconnected.
+    #[arg(
+        long,
+        env = "TOLLGATE_DISCONNECT_DRAIN_TIMEOUT_SECS",
+        default_value_t = 600
+    )]
+    disconnect_drain_timeout_secs: u64,
+    #[arg(
+        long,
+        env = "TOLLGATE_SHUTDOWN_DRAIN_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    shutdown_drain_timeout_secs: u64,
+    #[arg(long, env = "TOLLGATE_USAGE_BATCH_MAX", default_value_t = 500)]
+    usage_batch_max: usize,
+    #[arg(long, env = "TOLLGATE_USAGE_FLUSH_INTERVAL_MS", default_value_t = 1000)]
+    usage_flush_interval_ms: u64,
+    /// File for usage the control plane has not acknowledged at shutdown.
+    #[arg(long, env = "TOLLGATE_SPOOL_PATH")]
+    spool_path: Option<PathBuf>,
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Validate the settings and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+impl Args {
+    fn into_config(self) -> DataPlaneConfig {
+        let mut config = DataPlaneConfig::new(
+            self.listen,
+            self.control_plane_url,
+            SecretString::from(self.sync_token),
+        );
+        if let Some(id) = self.data_plane_id {
+            config.data_plane_id = id;
+        }
+        config.max_body_bytes = self.max_body_bytes;
+        config.upstream_connect_timeout = Duration::from_secs(self.upstream_connect_timeout_secs);
+        config.upstream_first_byte_timeout =
+            Duration::from_secs(self.upstream_first_byte_timeout_secs);
+        config.disconnect_drain_timeout = Duration::from_secs(self.disconnect_drain_timeout_secs);
+        config.shutdown_drain_timeout = Duration::from_secs(self.shutdown_drain_timeout_secs);
+        config.usage_batch_max = self.usage_batch_max;
+        config.usage_flush_interval = Duration::from_millis(self.usage_flush_interval_ms);
+        config.spool_path = self.spool_path;
+        config
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("TOLLGATE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn stop_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    let check_only = args.check_config;
+    let config = args.into_config();
+    config.validate()?;
+    if check_only {
+        println!("configuration ok");
+        return Ok(());
+    }
+    let shutdown = CancellationToken::new();
+    let handle = tollgate_data_plane::spawn(config, shutdown.clone())
+        .await
+        .context("data plane failed to start")?;
+    stop_signal().await?;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    handle
+        .wait()
+        .await
+        .context("data plane did not stop cleanly")?;
+    Ok(())
+}

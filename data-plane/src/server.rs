@@ -1,0 +1,186 @@
+//! Starting and stopping a data plane.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ConfigError, DataPlaneConfig};
+use crate::control_plane::{ConnectError, sync_api};
+use crate::gateway::Gateway;
+use crate::listener::spawn_listener;
+use crate::meter::DrainPolicy;
+use crate::snapshot::{SnapshotStore, spawn_snapshot_sync};
+use crate::upstream::UpstreamClient;
+use crate::usage::{
+    ShipperError, ShipperSettings, SpoolError, read_spool, spawn_usage_shipper, usage_channel,
+};
+
+/// Why a data plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid control-plane URL `{url}`: {source}")]
+    ControlPlaneUrl {
+        url: String,
+        source: tonic::transport::Error,
+    },
+    #[error("the sync token cannot be sent as a header")]
+    SyncToken,
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// Why a data plane did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ShutdownError {
+    #[error("the {task} task failed: {source}")]
+    Task {
+        task: &'static str,
+        source: tokio::task::JoinError,
+    },
+    #[error(transparent)]
+    Usage(#[from] ShipperError),
+}
+
+/// A running data plane. Stop it by cancelling the token given to [`spawn`], then
+/// [`DataPlaneHandle::wait`].
+pub struct DataPlaneHandle {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    snapshots: Arc<SnapshotStore>,
+    listener: JoinHandle<()>,
+    sync: JoinHandle<()>,
+    drains: TaskTracker,
+    shipper: JoinHandle<Result<(), ShipperError>>,
+    usage_stop: CancellationToken,
+}
+
+impl std::fmt::Debug for DataPlaneHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPlaneHandle")
+            .field("addr", &self.addr)
+            .field("snapshot_version", &self.snapshot_version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a data plane: binds the listener, reads back any usage spool, and spawns the
+/// snapshot sync, the usage shipper and the server. Returns once the port is bound; requests
+/// get 503 until the first snapshot arrives. Runs until `shutdown` is cancelled.
+pub async fn spawn(
+    config: DataPlaneConfig,
+    shutdown: CancellationToken,
+) -> Result<DataPlaneHandle, StartError> {
+    config.validate()?;
+    let api = sync_api(&config.control_plane_url, &config.sync_token).map_err(|e| match e {
+        ConnectError::Url(source) => StartError::ControlPlaneUrl {
+            url: config.control_plane_url.clone(),
+            source,
+        },
+        ConnectError::Token => StartError::SyncToken,
+    })?;
+    let bind_error = |source| StartError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let spooled = match &config.spool_path {
+        Some(path) => read_spool(path).await?,
+        None => Vec::new(),
+    };
+    if !spooled.is_empty() {
+        tracing::info!(count = spooled.len(), "re-sending spooled usage records");
+    }
+
+    let snapshots = Arc::new(SnapshotStore::default());
+    let (usage, queue) = usage_channel();
+    let usage_stop = CancellationToken::new();
+    let shipper = spawn_usage_shipper(
+        api.clone(),
+        queue,
+        spooled,
+        ShipperSettings {
+            batch_max: config.usage_batch_max,
+            flush_interval: config.usage_flush_interval,
+            final_flush_timeout: config.shutdown_drain_timeout,
+            spool_path: config.spool_path.clone(),
+        },
+        usage_stop.clone(),
+    );
+    let sync = spawn_snapshot_sync(
+        api,
+        snapshots.clone(),
+        config.data_plane_id.clone(),
+        shutdown.clone(),
+    );
+    let drains = TaskTracker::new();
+    let gateway = Arc::new(Gateway {
+        snapshots: snapshots.clone(),
+        upstream: UpstreamClient::new(
+            config.upstream_connect_timeout,
+            config.upstream_first_byte_timeout,
+        ),
+        usage,
+        drain: DrainPolicy {
+            timeout: config.disconnect_drain_timeout,
+            tracker: drains.clone(),
+            shutdown: shutdown.clone(),
+            shutdown_grace: config.shutdown_drain_timeout,
+        },
+        data_plane_id: config.data_plane_id.clone(),
+        max_body_bytes: config.max_body_bytes,
+    });
+    let listener = spawn_listener(listener, gateway, shutdown, config.shutdown_drain_timeout);
+    tracing::info!(%addr, data_plane_id = %config.data_plane_id, "data plane listening");
+    Ok(DataPlaneHandle {
+        addr,
+        snapshots,
+        listener,
+        sync,
+        drains,
+        shipper,
+        usage_stop,
+    })
+}
+
+impl DataPlaneHandle {
+    /// The installed snapshot's version; `None` until the first one arrives.
+    pub fn snapshot_version(&self) -> Option<u64> {
+        self.snapshots.version()
+    }
+
+    /// Waits until a snapshot of at least version `min` is installed, or `timeout` passes.
+    pub async fn wait_for_snapshot_version(&self, min: u64, timeout: Duration) -> bool {
+        self.snapshots.wait_for_version(min, timeout).await
+    }
+
+    /// Waits for the data plane to stop after its shutdown token is cancelled: the server
+    /// drained, metering of abandoned streams finished, and usage flushed (or spooled).
+    pub async fn wait(self) -> Result<(), ShutdownError> {
+        let task = |task| move |source| ShutdownError::Task { task, source };
+        let listener = self.listener.await.map_err(task("listener"));
+        // Streams whose client left keep being metered, bounded by the drain policy.
+        self.drains.close();
+        self.drains.wait().await;
+        let sync = self.sync.await.map_err(task("snapshot sync"));
+        self.usage_stop.cancel();
+        let shipped = match self.shipper.await {
+            Ok(result) => result.map_err(ShutdownError::from),
+            Err(source) => Err(task("usage shipper")(source)),
+        };
+        tracing::info!("data plane stopped");
+        listener.and(sync).and(shipped)
+    }
+}

@@ -1,0 +1,99 @@
+//! The live policy snapshot: prepared fallibly, swapped infallibly, loaded once per request.
+
+mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::watch;
+use tollgate_policy::Snapshot;
+
+pub(crate) use sync::spawn_snapshot_sync;
+
+/// Holds the snapshot the request path enforces. Lock-free reads; one writer (the sync task).
+#[derive(Debug)]
+pub(crate) struct SnapshotStore {
+    current: ArcSwapOption<Snapshot>,
+    /// The installed version (0 = none), for waiters.
+    version: watch::Sender<u64>,
+}
+
+impl Default for SnapshotStore {
+    fn default() -> Self {
+        SnapshotStore {
+            current: ArcSwapOption::empty(),
+            version: watch::channel(0).0,
+        }
+    }
+}
+
+impl SnapshotStore {
+    /// The snapshot to use for one whole request; `None` until the first one arrives.
+    pub(crate) fn load(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    pub(crate) fn version(&self) -> Option<u64> {
+        self.current.load().as_ref().map(|s| s.version)
+    }
+
+    /// Installs `snapshot` if it is newer than the current one; returns whether it did.
+    pub(crate) fn install(&self, snapshot: Snapshot) -> bool {
+        let version = snapshot.version;
+        if self.version().is_some_and(|current| version <= current) {
+            return false;
+        }
+        self.current.store(Some(Arc::new(snapshot)));
+        self.version.send_replace(version);
+        true
+    }
+
+    /// Waits until a snapshot with at least version `min` is installed.
+    pub(crate) async fn wait_for_version(&self, min: u64, timeout: Duration) -> bool {
+        let mut rx = self.version.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|v| *v >= min))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tollgate_proto::v1 as pb;
+
+    use super::*;
+
+    fn snapshot(version: u64) -> Snapshot {
+        Snapshot::try_from(pb::Snapshot {
+            version,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn installs_only_newer_versions() {
+        let store = SnapshotStore::default();
+        assert!(store.load().is_none());
+        assert!(store.install(snapshot(3)));
+        assert!(!store.install(snapshot(3)));
+        assert!(!store.install(snapshot(2)));
+        assert_eq!(store.version(), Some(3));
+        assert!(store.install(snapshot(4)));
+        assert_eq!(store.load().unwrap().version, 4);
+    }
+
+    #[tokio::test]
+    async fn waiters_see_new_versions() {
+        let store = Arc::new(SnapshotStore::default());
+        assert!(!store.wait_for_version(1, Duration::from_millis(10)).await);
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.wait_for_version(2, Duration::from_secs(5)).await })
+        };
+        store.install(snapshot(1));
+        store.install(snapshot(2));
+        assert!(waiter.await.unwrap());
+    }
+}

@@ -1,0 +1,111 @@
+//! Header hygiene between the client and the provider (protocol summary §E).
+//!
+//! Requests: an allowlist. Only `content-type`, `accept`, `accept-encoding`,
+//! `anthropic-version`, `anthropic-beta`, `user-agent` and `x-stainless-*` go upstream, so the
+//! client's credentials (`authorization`, `x-api-key`), `x-app`, `x-claude-code-*`,
+//! `anthropic-dangerous-direct-browser-access` and hop-by-hop headers never do; the
+//! provider credential is added. Responses: hop-by-hop headers and the provider's
+//! `anthropic-ratelimit-*` are dropped, and so are headers naming the provider account
+//! (`anthropic-organization-id`) or setting its cookies; its `request-id` becomes
+//! `upstream-request-id`.
+
+use http::HeaderMap;
+use http::header::{ACCEPT_ENCODING, CONNECTION, HeaderName, HeaderValue};
+
+/// The provider's request id, renamed so ours can be `request-id`.
+pub const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("upstream-request-id");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Whether a client request header is forwarded to the provider.
+pub fn is_forwarded(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-type"
+            | "accept"
+            | "accept-encoding"
+            | "anthropic-version"
+            | "anthropic-beta"
+            | "user-agent"
+    ) || name.as_str().starts_with("x-stainless-")
+}
+
+/// The provider credential is not a valid header value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("provider credential is not a valid header value")]
+pub struct InvalidCredential;
+
+/// The headers sent upstream for a client request.
+///
+/// With `identity_encoding`, `accept-encoding` is replaced by `identity`: the meter must read
+/// the provider's usage report, which it cannot do inside a compressed body.
+pub fn upstream_request_headers(
+    client: &HeaderMap,
+    provider_api_key: &str,
+    identity_encoding: bool,
+) -> Result<HeaderMap, InvalidCredential> {
+    let mut out = HeaderMap::with_capacity(16);
+    for (name, value) in client {
+        if is_forwarded(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    if identity_encoding && out.contains_key(ACCEPT_ENCODING) {
+        out.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    }
+    let mut key = HeaderValue::from_str(provider_api_key).map_err(|_| InvalidCredential)?;
+    key.set_sensitive(true);
+    out.insert(X_API_KEY, key);
+    Ok(out)
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Headers that identify the provider account or set provider cookies.
+fn is_provider_private(name: &str) -> bool {
+    matches!(name, "anthropic-organization-id" | "set-cookie")
+}
+
+/// The provider's response headers as the client gets them (our `request-id` is added by
+/// the gateway on every response).
+pub fn client_response_headers(upstream: &HeaderMap) -> HeaderMap {
+    let listed_in_connection = |name: &str| {
+        upstream.get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(name)))
+        })
+    };
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        let n = name.as_str();
+        if is_hop_by_hop(n)
+            || n.starts_with("anthropic-ratelimit-")
+            || is_provider_private(n)
+            || listed_in_connection(n)
+        {
+            continue;
+        }
+        if name == REQUEST_ID {
+            out.append(UPSTREAM_REQUEST_ID, value.clone());
+        } else {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,236 @@
+//! Ships usage records to the control plane in batches, in order, without dropping any.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tollgate_proto::v1 as pb;
+
+use super::spool::{SpoolError, remove_spool, write_spool};
+use super::{Outcome, UsageQueue, UsageRecord};
+use crate::backoff::Backoff;
+use crate::control_plane::SyncApi;
+
+/// One `ReportUsage` call may take this long before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub(crate) struct ShipperSettings {
+    pub batch_max: usize,
+    pub flush_interval: Duration,
+    /// How long the final flush at shutdown keeps trying before spooling.
+    pub final_flush_timeout: Duration,
+    pub spool_path: Option<PathBuf>,
+}
+
+/// Records that could be neither delivered nor spooled at shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipperError {
+    #[error("{count} usage records could not be delivered and no spool path is configured")]
+    Undelivered { count: usize },
+    #[error("{count} usage records could not be delivered or spooled: {source}")]
+    Spool {
+        count: usize,
+        #[source]
+        source: SpoolError,
+    },
+}
+
+/// Starts the shipper. `spooled` (records read back from the spool) are sent first. Runs
+/// until `stop` is cancelled, then flushes what is queued (bounded by
+/// `final_flush_timeout`) and spools the rest.
+pub(crate) fn spawn_usage_shipper(
+    api: SyncApi,
+    queue: UsageQueue,
+    spooled: Vec<UsageRecord>,
+    settings: ShipperSettings,
+    stop: CancellationToken,
+) -> JoinHandle<Result<(), ShipperError>> {
+    let shipper = Shipper {
+        api,
+        queue,
+        spooled_unacked: spooled.len(),
+        pending: spooled.into(),
+        settings,
+        backoff: Backoff::control_plane(),
+        retry_at: None,
+    };
+    tokio::spawn(shipper.run(stop))
+}
+
+struct Shipper {
+    api: SyncApi,
+    queue: UsageQueue,
+    /// Oldest first; only ever removed from the front, once acknowledged.
+    pending: VecDeque<UsageRecord>,
+    /// How many records at the front of `pending` came from the spool file.
+    spooled_unacked: usize,
+    settings: ShipperSettings,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+}
+
+impl Shipper {
+    async fn run(mut self, stop: CancellationToken) -> Result<(), ShipperError> {
+        let interval = self.settings.flush_interval;
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_attempt = Instant::now();
+        loop {
+            let tick = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                received = self.queue.recv() => match received {
+                    Some(record) => {
+                        self.pending.push_back(record);
+                        false
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => true,
+            };
+            self.take_queued();
+            // The time check keeps a busy queue (always ready, polled first) from starving
+            // the ticker.
+            let due = tick
+                || self.pending.len() >= self.settings.batch_max
+                || last_attempt.elapsed() >= interval;
+            let allowed = self.retry_at.is_none_or(|at| Instant::now() >= at);
+            if due && allowed && !self.pending.is_empty() {
+                last_attempt = Instant::now();
+                self.send_pending().await;
+            }
+        }
+        self.final_flush().await
+    }
+
+    /// Moves everything already queued into `pending` without waiting.
+    fn take_queued(&mut self) {
+        loop {
+            match self.queue.try_recv() {
+                Ok(record) => self.pending.push_back(record),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Sends batches until `pending` is empty or a call fails.
+    async fn send_pending(&mut self) {
+        while !self.pending.is_empty() {
+            if let Err(status) = self.send_batch().await {
+                let delay = self.backoff.next_delay();
+                self.retry_at = Some(Instant::now() + delay);
+                tracing::warn!(
+                    code = ?status.code(),
+                    message = status.message(),
+                    queued = self.pending.len(),
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "cannot report usage to the control plane; will retry"
+                );
+                return;
+            }
+            self.backoff.reset();
+            self.retry_at = None;
+        }
+    }
+
+    /// Sends the oldest batch; removes it from `pending` once acknowledged.
+    async fn send_batch(&mut self) -> Result<(), tonic::Status> {
+        let count = self.pending.len().min(self.settings.batch_max.max(1));
+        let records = self.pending.iter().take(count).map(to_proto).collect();
+        let mut request = tonic::Request::new(pb::UsageBatch { records });
+        request.set_timeout(CALL_TIMEOUT);
+        let ack = tokio::time::timeout(CALL_TIMEOUT, self.api.report_usage(request))
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("report usage timed out"))??
+            .into_inner();
+        tracing::debug!(
+            sent = count,
+            inserted = ack.inserted,
+            duplicates = ack.duplicates,
+            "usage batch acknowledged"
+        );
+        self.pending.drain(..count);
+        if self.spooled_unacked > 0 {
+            self.spooled_unacked = self.spooled_unacked.saturating_sub(count);
+            if self.spooled_unacked == 0
+                && let Some(path) = &self.settings.spool_path
+            {
+                remove_spool(path).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// At shutdown: deliver what is left within the bound, spool the rest.
+    async fn final_flush(mut self) -> Result<(), ShipperError> {
+        let deadline = Instant::now() + self.settings.final_flush_timeout;
+        self.backoff.reset();
+        self.take_queued();
+        while !self.pending.is_empty() {
+            match tokio::time::timeout_at(deadline, self.send_batch()).await {
+                Ok(Ok(())) => self.backoff.reset(),
+                Ok(Err(status)) => {
+                    tracing::warn!(code = ?status.code(), message = status.message(), "final usage flush failed");
+                    let pause = self.backoff.next_delay();
+                    if Instant::now() + pause >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+                Err(_) => break,
+            }
+            self.take_queued();
+        }
+        self.take_queued();
+        let count = self.pending.len();
+        if count == 0 {
+            return Ok(());
+        }
+        let Some(path) = &self.settings.spool_path else {
+            tracing::error!(
+                count,
+                "usage records undelivered at shutdown and no spool configured"
+            );
+            return Err(ShipperError::Undelivered { count });
+        };
+        write_spool(path, &self.pending)
+            .await
+            .map_err(|source| ShipperError::Spool { count, source })?;
+        tracing::warn!(count, path = %path.display(), "usage records spooled; they are sent at the next start");
+        Ok(())
+    }
+}
+
+fn to_proto(r: &UsageRecord) -> pb::UsageRecord {
+    let outcome = match r.outcome {
+        Outcome::Complete => pb::UsageOutcome::Complete,
+        Outcome::ClientDisconnected => pb::UsageOutcome::ClientDisconnected,
+        Outcome::UpstreamError => pb::UsageOutcome::UpstreamError,
+        Outcome::Truncated => pb::UsageOutcome::Truncated,
+    };
+    pb::UsageRecord {
+        request_id: r.request_id.clone(),
+        data_plane_id: r.data_plane_id.clone(),
+        started_at_unix_ms: r.started_at_unix_ms,
+        duration_ms: r.duration_ms,
+        api_key_id: r.api_key_id.clone(),
+        principal_id: r.principal_id.clone(),
+        model: r.model.clone(),
+        provider_id: r.provider_id.clone(),
+        upstream_model: r.upstream_model.clone(),
+        stream: r.stream,
+        status: u32::from(r.status),
+        outcome: outcome as i32,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cache_creation_5m_tokens: r.cache_creation_5m_tokens,
+        cache_creation_1h_tokens: r.cache_creation_1h_tokens,
+        cache_read_tokens: r.cache_read_tokens,
+        endpoint: r.endpoint.clone(),
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: real PostgreSQL, an in-process control plane and data planes, a fake
+//! Anthropic upstream on loopback, and real clients. One binary for all of them.
+
+mod access;
+mod auth;
+mod errors;
+mod proxy;
+mod resilience;
+mod sdk;
+mod support;
+mod usage;

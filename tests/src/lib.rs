@@ -1,0 +1,12 @@
+//! tollgate-e2e: the harness for end-to-end tests across real servers — PostgreSQL (the
+//! machine's, or a private cluster started on demand), an in-process control plane and data
+//! planes, a fake Anthropic upstream speaking the exact wire format, and real clients (the
+//! official `anthropic` Python SDK).
+
+pub mod fake_anthropic;
+pub mod postgres;
+pub mod python;
+pub mod stack;
+
+pub use fake_anthropic::{FakeAnthropic, Recorded, Reply};
+pub use stack::{Stack, StackDataPlane};

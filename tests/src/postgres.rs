@@ -1,0 +1,168 @@
+//! PostgreSQL for tests: one server per test process, one fresh database per test.
+//!
+//! Order: `TOLLGATE_TEST_DATABASE_URL` (an admin URL, e.g. `postgres://postgres@host/postgres`),
+//! else a server on 127.0.0.1:5432 (user `postgres`, trust auth), else a private cluster
+//! started from the PostgreSQL binaries under the target directory, stopped by a watchdog
+//! when the test process exits.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use tokio::sync::OnceCell;
+use tollgate_cli::pg_cluster::{ClusterOptions, PrivateCluster};
+
+static SERVER: OnceCell<String> = OnceCell::const_new();
+
+/// A database created for one test.
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// Creates a fresh, empty database.
+    pub async fn create() -> anyhow::Result<Self> {
+        let admin_url = server_admin_url().await?;
+        let name = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let url = replace_database(&admin_url, &name);
+        Ok(TestDatabase {
+            name,
+            url,
+            admin_url,
+        })
+    }
+
+    /// Drops the database (best effort; connections are terminated first).
+    pub async fn drop_database(&self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
+            let _ = conn.close().await;
+        }
+    }
+
+    pub async fn pool(&self) -> anyhow::Result<sqlx::PgPool> {
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.url)
+            .await?)
+    }
+}
+
+fn replace_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let prefix_end = base
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|start| base[start..].find('/').map(|j| start + j))
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..prefix_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// The admin URL of the test server, starting a private cluster on first use if needed.
+pub async fn server_admin_url() -> anyhow::Result<String> {
+    SERVER
+        .get_or_try_init(|| async {
+            if let Ok(url) = std::env::var("TOLLGATE_TEST_DATABASE_URL") {
+                return Ok(url);
+            }
+            let local = "postgres://postgres@127.0.0.1:5432/postgres".to_owned();
+            let probe =
+                tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&local))
+                    .await;
+            if let Ok(Ok(conn)) = probe {
+                let _ = conn.close().await;
+                return Ok(local);
+            }
+            start_private_cluster().await
+        })
+        .await
+        .cloned()
+}
+
+async fn start_private_cluster() -> anyhow::Result<String> {
+    let dir = target_dir().join(format!("tollgate-test-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = PrivateCluster::start(&ClusterOptions {
+        dir: dir.clone(),
+        port: 0,
+        ephemeral: true,
+    })
+    .await?;
+    spawn_watchdog(&dir, &cluster)?;
+    Ok(cluster.url("postgres"))
+}
+
+/// A detached shell that stops the cluster and removes its files once this process is gone.
+fn spawn_watchdog(dir: &std::path::Path, cluster: &PrivateCluster) -> anyhow::Result<()> {
+    let owner = match cluster.run_as() {
+        Some(user) => format!("runuser -u {user} --"),
+        None => String::new(),
+    };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         {owner} \"$BIN/pg_ctl\" -D \"$DATA\" -m immediate -w stop >/dev/null 2>&1; \
+         rm -rf \"$DIR\" \"$DATA\"",
+        pid = std::process::id(),
+    );
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("BIN", cluster.bindir())
+        .env("DATA", cluster.data_dir())
+        .env("DIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(())
+}
+
+/// `target/` of this workspace (or `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(d);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.join("target"))
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_database_keeping_query() {
+        assert_eq!(
+            replace_database("postgres://u@h:5/postgres?sslmode=disable", "x"),
+            "postgres://u@h:5/x?sslmode=disable"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h:5", "x"),
+            "postgres://u@h:5/x"
+        );
+    }
+}

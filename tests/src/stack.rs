@@ -1,0 +1,256 @@
+//! A whole Tollgate on loopback for one test: a fresh database, a control plane, any number of
+//! data planes, and a fake Anthropic upstream, seeded with a small realistic policy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use tollgate_cli::admin::{AdminClient, connect};
+use tollgate_control_plane::{ControlPlaneConfig, ControlPlaneHandle};
+use tollgate_data_plane::{DataPlaneConfig, DataPlaneHandle};
+use tollgate_proto::v1 as pb;
+
+use crate::fake_anthropic::FakeAnthropic;
+use crate::postgres::TestDatabase;
+
+/// The seeded policy: `alice@example.com` in group `eng` (may use `claude-sonnet-5` only),
+/// `ci-bot` service account in group `all` (`*`); both models route to the fake upstream;
+/// `claude-opus-4-8` is sent upstream as `claude-opus-4-8-20261101`.
+pub const SONNET: &str = "claude-sonnet-5";
+pub const OPUS: &str = "claude-opus-4-8";
+pub const OPUS_UPSTREAM: &str = "claude-opus-4-8-20261101";
+
+pub struct Stack {
+    pub db: TestDatabase,
+    pub fake: FakeAnthropic,
+    pub admin_key: String,
+    pub sync_token: SecretString,
+    pub grpc_addr: SocketAddr,
+    /// API key of alice (group `eng`).
+    pub alice_key: String,
+    /// API key of the `ci-bot` service account (group `all`).
+    pub bot_key: String,
+    root: CancellationToken,
+    cp_token: CancellationToken,
+    cp: Option<ControlPlaneHandle>,
+}
+
+/// A data plane started by [`Stack::data_plane`].
+pub struct StackDataPlane {
+    pub url: String,
+    pub handle: Option<DataPlaneHandle>,
+    token: CancellationToken,
+}
+
+impl StackDataPlane {
+    /// Gracefully stops this data plane (drain, flush usage).
+    pub async fn stop(&mut self) {
+        self.token.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = h.wait().await;
+        }
+    }
+
+    pub fn handle(&self) -> &DataPlaneHandle {
+        self.handle.as_ref().unwrap_or_else(|| unreachable_handle())
+    }
+}
+
+#[expect(
+    clippy::panic,
+    reason = "test harness: a stopped data plane has no handle"
+)]
+fn unreachable_handle() -> ! {
+    panic!("data plane already stopped")
+}
+
+impl Stack {
+    /// Starts a database, a control plane and a fake upstream, and seeds the policy.
+    pub async fn start() -> anyhow::Result<Stack> {
+        let db = TestDatabase::create().await?;
+        let root = CancellationToken::new();
+        let fake = FakeAnthropic::start(root.child_token()).await?;
+        let sync_token = SecretString::from(tollgate_cli::secret::random_token("tgs_"));
+        let cp_token = root.child_token();
+        let config = control_plane_config(&db, "127.0.0.1:0".parse()?, &sync_token);
+        let cp = tollgate_control_plane::spawn(config, cp_token.clone()).await?;
+        let admin_key = match &cp.bootstrap_admin_key {
+            Some(k) => secrecy::ExposeSecret::expose_secret(k).to_owned(),
+            None => anyhow::bail!("a fresh database must bootstrap an admin key"),
+        };
+        let grpc_addr = cp.grpc_addr;
+        let mut stack = Stack {
+            db,
+            fake,
+            admin_key,
+            sync_token,
+            grpc_addr,
+            alice_key: String::new(),
+            bot_key: String::new(),
+            root,
+            cp_token,
+            cp: Some(cp),
+        };
+        stack.seed().await?;
+        Ok(stack)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub async fn admin(&self) -> anyhow::Result<AdminClient> {
+        connect(&self.grpc_url(), &self.admin_key).await
+    }
+
+    async fn seed(&mut self) -> anyhow::Result<()> {
+        let mut a = self.admin().await?;
+        a.create_provider(pb::CreateProviderRequest {
+            name: "fake".into(),
+            kind: pb::ProviderKind::Anthropic as i32,
+            base_url: self.fake.url(),
+            api_key: "sk-upstream-secret".into(),
+        })
+        .await?;
+        for (model, upstream) in [(SONNET, ""), (OPUS, OPUS_UPSTREAM)] {
+            a.upsert_model(pb::UpsertModelRequest {
+                id: model.into(),
+                display_name: model.into(),
+                max_input_tokens: 200_000,
+            })
+            .await?;
+            a.set_route(pb::SetRouteRequest {
+                model: model.into(),
+                targets: vec![pb::RouteTargetSpec {
+                    provider: "fake".into(),
+                    upstream_model: upstream.into(),
+                    weight: 1,
+                }],
+            })
+            .await?;
+        }
+        a.create_group(pb::CreateGroupRequest {
+            name: "eng".into(),
+            allowed_models: vec![SONNET.into()],
+        })
+        .await?;
+        a.create_group(pb::CreateGroupRequest {
+            name: "all".into(),
+            allowed_models: vec!["*".into()],
+        })
+        .await?;
+        a.create_principal(pb::CreatePrincipalRequest {
+            kind: pb::PrincipalKind::User as i32,
+            name: "Alice".into(),
+            email: "alice@example.com".into(),
+            groups: vec!["eng".into()],
+        })
+        .await?;
+        a.create_principal(pb::CreatePrincipalRequest {
+            kind: pb::PrincipalKind::ServiceAccount as i32,
+            name: "ci-bot".into(),
+            email: String::new(),
+            groups: vec!["all".into()],
+        })
+        .await?;
+        self.alice_key = self.create_key("alice@example.com").await?.1;
+        self.bot_key = self.create_key("ci-bot").await?.1;
+        Ok(())
+    }
+
+    /// Creates a key for a principal; returns `(key id, secret)`.
+    pub async fn create_key(&self, principal: &str) -> anyhow::Result<(String, String)> {
+        let resp = self
+            .admin()
+            .await?
+            .create_api_key(pb::CreateApiKeyRequest {
+                principal: principal.into(),
+                name: "test".into(),
+                expires_at_unix_s: 0,
+            })
+            .await?
+            .into_inner();
+        let id = resp.key.map(|k| k.id).unwrap_or_default();
+        Ok((id, resp.secret))
+    }
+
+    /// Starts a data plane connected to this stack's control plane and waits for its policy.
+    pub async fn data_plane(&self) -> anyhow::Result<StackDataPlane> {
+        self.data_plane_with(|_| {}).await
+    }
+
+    /// Like [`Stack::data_plane`] with adjusted configuration.
+    pub async fn data_plane_with(
+        &self,
+        adjust: impl FnOnce(&mut DataPlaneConfig),
+    ) -> anyhow::Result<StackDataPlane> {
+        let mut config = DataPlaneConfig::new(
+            "127.0.0.1:0".parse()?,
+            self.grpc_url(),
+            self.sync_token.clone(),
+        );
+        config.usage_flush_interval = Duration::from_millis(100);
+        adjust(&mut config);
+        let token = self.root.child_token();
+        let version = self.policy_version().await?;
+        let handle = tollgate_data_plane::spawn(config, token.clone()).await?;
+        if !handle
+            .wait_for_snapshot_version(version, Duration::from_secs(10))
+            .await
+        {
+            anyhow::bail!("data plane did not reach policy version {version} within 10 s");
+        }
+        Ok(StackDataPlane {
+            url: format!("http://{}", handle.addr),
+            handle: Some(handle),
+            token,
+        })
+    }
+
+    /// Stops the control plane (data planes keep running on their last snapshot).
+    pub async fn stop_control_plane(&mut self) {
+        self.cp_token.cancel();
+        if let Some(cp) = self.cp.take() {
+            let _ = cp.wait().await;
+        }
+    }
+
+    /// Starts the control plane again on the same address.
+    pub async fn restart_control_plane(&mut self) -> anyhow::Result<()> {
+        self.stop_control_plane().await;
+        self.cp_token = self.root.child_token();
+        let config = control_plane_config(&self.db, self.grpc_addr, &self.sync_token);
+        self.cp = Some(tollgate_control_plane::spawn(config, self.cp_token.clone()).await?);
+        Ok(())
+    }
+
+    /// The current policy version in the database.
+    pub async fn policy_version(&self) -> anyhow::Result<u64> {
+        let pool = self.db.pool().await?;
+        let v: i64 = sqlx::query_scalar("SELECT version FROM policy_version")
+            .fetch_one(&pool)
+            .await?;
+        pool.close().await;
+        Ok(u64::try_from(v)?)
+    }
+
+    /// Stops everything and drops the database.
+    pub async fn finish(mut self) {
+        self.stop_control_plane().await;
+        self.root.cancel();
+        self.db.drop_database().await;
+    }
+}
+
+fn control_plane_config(
+    db: &TestDatabase,
+    addr: SocketAddr,
+    sync_token: &SecretString,
+) -> ControlPlaneConfig {
+    let mut c =
+        ControlPlaneConfig::new(SecretString::from(db.url.clone()), addr, sync_token.clone());
+    c.resync_interval = Duration::from_secs(5);
+    c.db_max_connections = 4;
+    c
+}
