@@ -109,11 +109,12 @@ async fn run_with_database(
     let dp = tollgate_data_plane::spawn(dp_config, planes.clone())
         .await
         .context("data plane failed to start")?;
+    let version = db.policy_version().await?;
     if !dp
-        .wait_for_snapshot_version(1, Duration::from_secs(10))
+        .wait_for_snapshot_version(version, Duration::from_secs(10))
         .await
     {
-        anyhow::bail!("the data plane received no policy from the control plane within 10 s");
+        anyhow::bail!("the data plane did not receive the seeded policy within 10 s");
     }
     print_banner(args, dp.addr, &endpoint, &admin_key_file, &seeded);
 

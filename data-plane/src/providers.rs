@@ -13,8 +13,8 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 use tollgate_policy::RouteTarget;
 
-use crate::gateway::{Gateway, ResponseBody};
-use crate::meter::{Meter, MeteredBody, UpstreamBody};
+use crate::gateway::ResponseBody;
+use crate::meter::{DrainPolicy, Meter, MeteredBody, UpstreamBody};
 use crate::request::RequestFields;
 use crate::usage::PendingUsage;
 
@@ -58,7 +58,7 @@ pub(crate) struct ProviderCall<'a> {
 
 /// A successful provider response: metered if the call is.
 pub(crate) fn respond(
-    gateway: &Gateway,
+    drain: &DrainPolicy,
     status: StatusCode,
     headers: HeaderMap,
     body: UpstreamBody,
@@ -68,7 +68,7 @@ pub(crate) fn respond(
         Some(mut pending) => {
             pending.set_status(status.as_u16());
             let meter = Meter::for_content_type(headers.get(CONTENT_TYPE));
-            MeteredBody::new(body, meter, pending, gateway.drain.clone()).boxed_unsync()
+            MeteredBody::new(body, meter, pending, drain.clone()).boxed_unsync()
         }
         None => body,
     };

@@ -3,6 +3,7 @@
 
 mod access;
 mod auth;
+mod claude_code;
 mod errors;
 mod proxy;
 mod resilience;

@@ -3,6 +3,7 @@
 //! planes, a fake Anthropic upstream speaking the exact wire format, and real clients (the
 //! official `anthropic` Python SDK).
 
+pub mod claude_cli;
 pub mod fake_anthropic;
 pub mod postgres;
 pub mod python;

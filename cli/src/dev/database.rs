@@ -15,6 +15,18 @@ pub struct DevDatabase {
 }
 
 impl DevDatabase {
+    /// The policy version committed in the database (what a data plane must reach).
+    pub async fn policy_version(&self) -> anyhow::Result<u64> {
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .context("cannot connect to the database")?;
+        let v: i64 = sqlx::query_scalar("SELECT version FROM policy_version")
+            .fetch_one(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+
     /// Stops the private cluster, if we started one.
     pub async fn close(&self) {
         if let Some(c) = &self.cluster {

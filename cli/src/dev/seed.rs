@@ -12,14 +12,22 @@ use crate::admin::{AdminClient, connect};
 
 /// Client-facing model ids the dev setup routes (what Claude Code and the SDKs ask for).
 pub const DEV_MODELS: &[(&str, &str)] = &[
+    ("claude-opus-5-5", "Claude Opus 5.5"),
+    ("claude-sonnet-5-5", "Claude Sonnet 5.5"),
+    ("claude-haiku-5-5", "Claude Haiku 5.5"),
+    ("claude-fable-5-2", "Claude Fable 5.2"),
+    ("claude-sonnet-5", "Claude Sonnet 5"),
     ("claude-opus-4-8", "Claude Opus 4.8"),
     ("claude-opus-4-7", "Claude Opus 4.7"),
-    ("claude-sonnet-5", "Claude Sonnet 5"),
+    ("claude-opus-4-6", "Claude Opus 4.6"),
     ("claude-sonnet-4-6", "Claude Sonnet 4.6"),
-    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5"),
+    ("claude-sonnet-4-5", "Claude Sonnet 4.5"),
+    (
+        "claude-sonnet-4-5-20250929",
+        "Claude Sonnet 4.5 (2025-09-29)",
+    ),
     ("claude-haiku-4-5", "Claude Haiku 4.5"),
-    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5 (dated)"),
-    ("claude-fable-5", "Claude Fable 5"),
+    ("claude-haiku-4-5-20251001", "Claude Haiku 4.5 (2025-10-01)"),
 ];
 
 /// What to seed.

@@ -41,6 +41,18 @@ pub(crate) struct DrainPolicy {
     pub shutdown_grace: Duration,
 }
 
+impl DrainPolicy {
+    /// Completes once shutdown has started and its grace period has passed.
+    pub(crate) fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let shutdown = self.shutdown.clone();
+        let grace = self.shutdown_grace;
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        }
+    }
+}
+
 /// Passes the upstream body through frame by frame while metering it; records usage once.
 pub(crate) struct MeteredBody {
     /// `None` once the usage has been recorded.
@@ -162,12 +174,7 @@ impl Drop for MeteredBody {
 /// Reads the upstream on after the client left, then records the usage.
 async fn drain_after_disconnect(mut m: Metering) {
     let deadline = tokio::time::sleep(m.drain.timeout);
-    let shutdown = m.drain.shutdown.clone();
-    let grace = m.drain.shutdown_grace;
-    let stopping = async move {
-        shutdown.cancelled().await;
-        tokio::time::sleep(grace).await;
-    };
+    let stopping = m.drain.stopping();
     tokio::pin!(deadline, stopping);
     let outcome = loop {
         tokio::select! {

@@ -20,10 +20,10 @@ use tollgate_policy::Usage;
 use super::ProviderCall;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::{Gateway, ResponseBody, full_body};
-use crate::meter::JsonUsageCollector;
+use crate::meter::{DrainPolicy, JsonUsageCollector};
 use crate::request::{read_body, splice_model};
-use crate::upstream::UpstreamError;
 use crate::upstream::headers::{client_response_headers, upstream_request_headers};
+use crate::upstream::{UpstreamClient, UpstreamError};
 use crate::usage::{Outcome, PendingUsage};
 
 /// Upstream error bodies are read whole up to this size.
@@ -38,40 +38,128 @@ pub(crate) async fn forward(
     let pending = call.pending.take();
     let request = match build_request(&call, base_url, api_key, pending.is_some()) {
         Ok(request) => request,
-        Err(error) => return Err(fail(pending, error)),
+        Err(error) => return Err(fail(pending, error, Outcome::UpstreamError)),
     };
-    let response = match gateway.upstream.send(request).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::warn!(
-                request_id = call.request_id,
-                provider_id = %call.target.provider.id,
-                %error,
-                "upstream request failed"
-            );
-            let api_error = match error {
-                UpstreamError::Timeout(_) => ApiError::new(
-                    ErrorCode::GatewayTimeout,
-                    "upstream provider did not respond in time",
-                ),
-                UpstreamError::Request(_) => ApiError::upstream_unreachable(),
-            };
-            return Err(fail(pending, api_error));
+    let exchange = Exchange {
+        upstream: gateway.upstream.clone(),
+        drain: gateway.drain.clone(),
+        request_id: call.request_id.to_owned(),
+        provider_id: call.target.provider.id.clone(),
+    };
+    let Some(pending) = pending else {
+        return exchange.run(request, None).await;
+    };
+    // A metered exchange runs on its own (tracked) task: if the client leaves before the
+    // answer starts, the upstream call is not cancelled with it, and the answer — which the
+    // provider bills — is still read and metered (see `meter::body`).
+    let task = gateway
+        .drain
+        .tracker
+        .spawn(exchange.run(request, Some(pending)));
+    task.await
+        .unwrap_or_else(|_| Err(ApiError::new(ErrorCode::Internal, "internal error")))
+}
+
+/// One request/response with the provider, owning everything it needs.
+struct Exchange {
+    upstream: UpstreamClient,
+    drain: DrainPolicy,
+    request_id: String,
+    provider_id: String,
+}
+
+impl Exchange {
+    async fn run(
+        self,
+        request: Request<Full<Bytes>>,
+        pending: Option<PendingUsage>,
+    ) -> Result<Response<ResponseBody>, ApiError> {
+        let stopping = self.drain.stopping();
+        let sent = tokio::select! {
+            sent = self.upstream.send(request) => sent,
+            () = stopping => {
+                let error = ApiError::new(ErrorCode::Unavailable, "gateway is shutting down");
+                return Err(fail(pending, error, Outcome::Truncated));
+            }
+        };
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(
+                    request_id = self.request_id,
+                    provider_id = self.provider_id,
+                    %error,
+                    "upstream request failed"
+                );
+                let api_error = match error {
+                    UpstreamError::Timeout(_) => ApiError::new(
+                        ErrorCode::GatewayTimeout,
+                        "upstream provider did not respond in time",
+                    ),
+                    UpstreamError::Request(_) => ApiError::upstream_unreachable(),
+                };
+                return Err(fail(pending, api_error, Outcome::UpstreamError));
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let headers = client_response_headers(&parts.headers);
+        if parts.status.is_client_error() || parts.status.is_server_error() {
+            return Ok(self.relay_error(parts.status, headers, body, pending).await);
         }
-    };
-    let (parts, body) = response.into_parts();
-    let headers = client_response_headers(&parts.headers);
-    if parts.status.is_client_error() || parts.status.is_server_error() {
-        return Ok(relay_error(gateway, &call, parts.status, headers, body, pending).await);
+        let body = body.map_err(Into::into).boxed_unsync();
+        Ok(super::respond(
+            &self.drain,
+            parts.status,
+            headers,
+            body,
+            pending,
+        ))
     }
-    let body = body.map_err(Into::into).boxed_unsync();
-    Ok(super::respond(
-        gateway,
-        parts.status,
-        headers,
-        body,
-        pending,
-    ))
+
+    /// An upstream error response: Anthropic's own 4xx envelope verbatim, otherwise a
+    /// generic error of the same kind. Credential refusals (401/403) are the gateway's
+    /// problem, not the caller's, and become 502.
+    async fn relay_error(
+        &self,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Incoming,
+        pending: Option<PendingUsage>,
+    ) -> Response<ResponseBody> {
+        let read = read_body(body, ERROR_BODY_MAX);
+        let bytes = tokio::time::timeout(self.upstream.first_byte_timeout(), read)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let verbatim = status.is_client_error()
+            && !matches!(status.as_u16(), 401 | 403)
+            && bytes.as_deref().is_some_and(is_anthropic_error);
+        let (response, usage) = match bytes {
+            Some(bytes) if verbatim => {
+                let mut collector = JsonUsageCollector::new();
+                collector.feed(&bytes);
+                let mut response = Response::new(full_body(bytes));
+                *response.status_mut() = status;
+                *response.headers_mut() = headers;
+                (response, collector.finish().usage)
+            }
+            _ => {
+                tracing::warn!(
+                    request_id = self.request_id,
+                    provider_id = self.provider_id,
+                    status = status.as_u16(),
+                    "upstream error replaced by a generic one"
+                );
+                let response = generic_error(status, &headers).into_response();
+                (response, Usage::default())
+            }
+        };
+        if let Some(mut pending) = pending {
+            pending.set_status(response.status().as_u16());
+            pending.finish(&usage, Outcome::UpstreamError);
+        }
+        response
+    }
 }
 
 fn build_request(
@@ -105,62 +193,12 @@ fn build_request(
 }
 
 /// Records a failed metered call (no tokens) and passes the error on.
-fn fail(pending: Option<PendingUsage>, error: ApiError) -> ApiError {
+fn fail(pending: Option<PendingUsage>, error: ApiError, outcome: Outcome) -> ApiError {
     if let Some(mut pending) = pending {
         pending.set_status(error.code.status().as_u16());
-        pending.finish(&Usage::default(), Outcome::UpstreamError);
+        pending.finish(&Usage::default(), outcome);
     }
     error
-}
-
-/// An upstream error response: Anthropic's own 4xx envelope verbatim, otherwise a generic
-/// error of the same kind. Credential refusals (401/403) are the gateway's problem, not the
-/// caller's, and become 502.
-async fn relay_error(
-    gateway: &Gateway,
-    call: &ProviderCall<'_>,
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Incoming,
-    pending: Option<PendingUsage>,
-) -> Response<ResponseBody> {
-    let read = read_body(body, ERROR_BODY_MAX);
-    let bytes = tokio::time::timeout(gateway.upstream.first_byte_timeout(), read)
-        .await
-        .ok()
-        .and_then(Result::ok);
-    let verbatim = status.is_client_error()
-        && !matches!(status.as_u16(), 401 | 403)
-        && bytes.as_deref().is_some_and(is_anthropic_error);
-    let response = match bytes {
-        Some(bytes) if verbatim => {
-            let mut collector = JsonUsageCollector::new();
-            collector.feed(&bytes);
-            let usage = collector.finish().usage;
-            let mut response = Response::new(full_body(bytes));
-            *response.status_mut() = status;
-            *response.headers_mut() = headers;
-            if let Some(mut pending) = pending {
-                pending.set_status(status.as_u16());
-                pending.finish(&usage, Outcome::UpstreamError);
-            }
-            return response;
-        }
-        _ => {
-            tracing::warn!(
-                request_id = call.request_id,
-                provider_id = %call.target.provider.id,
-                status = status.as_u16(),
-                "upstream error replaced by a generic one"
-            );
-            generic_error(status, &headers).into_response()
-        }
-    };
-    if let Some(mut pending) = pending {
-        pending.set_status(response.status().as_u16());
-        pending.finish(&Usage::default(), Outcome::UpstreamError);
-    }
-    response
 }
 
 fn generic_error(status: StatusCode, headers: &HeaderMap) -> ApiError {

@@ -54,7 +54,13 @@ pub(crate) fn respond(gateway: &Gateway, mut call: ProviderCall<'_>) -> Response
     if call.fields.stream {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
-    super::respond(gateway, StatusCode::OK, headers, body, call.pending.take())
+    super::respond(
+        &gateway.drain,
+        StatusCode::OK,
+        headers,
+        body,
+        call.pending.take(),
+    )
 }
 
 fn estimate_tokens(bytes: usize) -> u64 {

@@ -327,6 +327,29 @@ async fn client_disconnect_mid_stream_is_still_metered() {
 }
 
 #[tokio::test]
+async fn client_leaving_before_the_answer_starts_is_still_metered() {
+    let s = setup(Duration::ZERO).await;
+    let body = r#"{"model":"claude-haiku-5","max_tokens":10,"delay_ms":300,"messages":[]}"#;
+    let mut socket = TcpStream::connect(s.dp.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: gw\r\nx-api-key: tg_ada\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(body.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(socket); // gone while the provider is still working on the answer
+
+    let usage = s.cp.wait_for_usage(1).await;
+    assert_eq!(
+        usage[0].outcome,
+        pb::UsageOutcome::ClientDisconnected as i32
+    );
+    assert_eq!((usage[0].input_tokens, usage[0].output_tokens), (11, 6));
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn ignores_invalid_snapshots_and_lists_models() {
     let s = setup(Duration::ZERO).await;
     let mut invalid = snapshot(2, &s.upstream.base_url);

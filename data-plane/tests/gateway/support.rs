@@ -306,6 +306,9 @@ impl FakeUpstream {
             body: body.clone(),
         });
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if let Some(ms) = json["delay_ms"].as_u64() {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let mut response = if path == "/v1/messages/count_tokens" {
             full(
                 StatusCode::OK,
