@@ -104,10 +104,10 @@ impl Report {
 
 /// Numbers stay numbers in JSON so reports can be summed by tools.
 fn json_value(v: &str) -> serde_json::Value {
-    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && (v == "0" || !v.starts_with('0')) {
-        if let Ok(n) = v.parse::<u64>() {
-            return serde_json::Value::from(n);
-        }
+    let canonical_number =
+        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && (v == "0" || !v.starts_with('0'));
+    if canonical_number && let Ok(n) = v.parse::<u64>() {
+        return serde_json::Value::from(n);
     }
     serde_json::Value::String(v.to_owned())
 }

@@ -2,6 +2,9 @@
 //! PostgreSQL cluster from the server binaries), the demo provider, the printed export lines
 //! used as a client would, `tollgate admin usage` showing the call, and Ctrl-C stopping it all.
 
+// An integration-test crate: every item in it is test code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

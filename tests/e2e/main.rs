@@ -1,6 +1,9 @@
 //! End-to-end tests: real PostgreSQL, an in-process control plane and data planes, a fake
 //! Anthropic upstream on loopback, and real clients. One binary for all of them.
 
+// An integration-test crate: every item in it is test code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod access;
 mod auth;
 mod claude_code;

@@ -209,10 +209,10 @@ impl FakeAnthropic {
                 let state = state.clone();
                 async move {
                     tokio::time::sleep(gap).await;
-                    if i + 1 == total {
-                        if let Ok(mut s) = state.lock() {
-                            s.completed_streams += 1;
-                        }
+                    if i + 1 == total
+                        && let Ok(mut s) = state.lock()
+                    {
+                        s.completed_streams += 1;
                     }
                     Ok::<_, Infallible>(Frame::data(Bytes::from(format!(
                         "event: {name}\ndata: {data}\n\n"

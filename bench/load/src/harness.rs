@@ -7,11 +7,24 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use crate::cli::HarnessArgs;
 use crate::client::{RequestTemplate, Target, TargetKind, wait_for_ok};
-use crate::probe::{Probes, Role};
+use crate::probe::{self, CpuUsage, Probes, Role};
 use crate::process::memory;
-use crate::report::{self, MemoryReport, Report, Settings};
+use crate::report::{self, MemoryReport, PhaseLoad, Report, Settings};
 use crate::stack::{Database, StackPlan};
 use crate::{concurrent, machine, nginx, open_loop, propagation, saturation, stack, upstream};
+
+/// A phase starts once the machine is less busy than this (or after [`SETTLE_WITHIN`]).
+const QUIET: f64 = 0.25;
+const SETTLE_WITHIN: Duration = Duration::from_secs(60);
+
+fn load(phase: &'static str, settled: Duration, cpu: &CpuUsage) -> PhaseLoad {
+    PhaseLoad {
+        phase,
+        settled_after_s: settled.as_secs_f64(),
+        machine_busy_share: cpu.busy_share(),
+        other_processes_share: cpu.foreign_share(),
+    }
+}
 
 /// Keep-alive connections per target in the fixed-rate phases (an open loop needs a few spare).
 const FIXED_RATE_CONNECTIONS: usize = 4;
@@ -171,7 +184,9 @@ async fn run_in(
     probes.add(Role::ControlPlane, vec![stack.control_plane.pid()]);
     let duration = Duration::from_secs(args.duration_secs);
 
+    let mut phase_load = Vec::new();
     eprintln!("phase 1/5: saturation");
+    let settled = probe::settle(QUIET, SETTLE_WITHIN).await;
     let sat = saturation::run(&saturation::Plan {
         targets: &targets,
         template: json.clone(),
@@ -180,8 +195,19 @@ async fn run_in(
         probes: &probes,
     })
     .await?;
+    let mut sat_cpu = CpuUsage::default();
+    for r in &sat {
+        sat_cpu.machine_busy_us += r.cpu.machine_busy_us;
+        sat_cpu.machine_capacity_us += r.cpu.machine_capacity_us;
+        for (role, us) in &r.cpu.role_us {
+            *sat_cpu.role_us.entry(*role).or_default() += us;
+        }
+    }
+    phase_load.push(load("saturation", settled, &sat_cpu));
 
     eprintln!("phase 2/5: light fixed rate");
+    let settled = probe::settle(QUIET, SETTLE_WITHIN).await;
+    let before = probes.sample();
     let fixed = open_loop::run(&open_loop::Plan {
         targets: &targets,
         template: json.clone(),
@@ -190,8 +216,13 @@ async fn run_in(
         connections_per_target: FIXED_RATE_CONNECTIONS,
     })
     .await?;
+    let mut cpu = CpuUsage::default();
+    cpu.add_window(&before, &probes.sample());
+    phase_load.push(load("light fixed rate", settled, &cpu));
 
     eprintln!("phase 3/5: streaming");
+    let settled = probe::settle(QUIET, SETTLE_WITHIN).await;
+    let before = probes.sample();
     let streaming = open_loop::run(&open_loop::Plan {
         targets: &targets,
         template: RequestTemplate::new(&api_key, true, None)?,
@@ -200,6 +231,9 @@ async fn run_in(
         connections_per_target: FIXED_RATE_CONNECTIONS * 2,
     })
     .await?;
+    let mut cpu = CpuUsage::default();
+    cpu.add_window(&before, &probes.sample());
+    phase_load.push(load("streaming", settled, &cpu));
     stack.data_plane.ensure_running()?;
     let after_load = memory(dp_pid).unwrap_or_default();
 
@@ -258,6 +292,7 @@ async fn run_in(
         saturation: report::saturation_rows(&sat),
         fixed_rate: report::latency_rows(&fixed),
         streaming: report::streaming_rows(&streaming),
+        phase_load,
         memory: MemoryReport {
             idle,
             after_load,

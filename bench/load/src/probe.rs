@@ -95,3 +95,33 @@ impl CpuUsage {
         foreign as f64 / self.machine_capacity_us as f64
     }
 }
+
+impl CpuUsage {
+    /// Share of the machine's CPU that was busy (all processes).
+    pub fn busy_share(&self) -> f64 {
+        if self.machine_capacity_us == 0 {
+            return 0.0;
+        }
+        self.machine_busy_us as f64 / self.machine_capacity_us as f64
+    }
+}
+
+/// Waits until the machine is quiet (under `threshold` busy over a 500 ms window), e.g. until
+/// the control plane and Postgres have ingested the usage of a saturation phase; at most
+/// `within`. Returns how long it waited.
+pub async fn settle(threshold: f64, within: std::time::Duration) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    let mut before = machine_ticks();
+    while start.elapsed() < within {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let after = machine_ticks();
+        if let (Some((busy_b, total_b)), Some((busy_a, total_a))) = (before, after) {
+            let total = total_a.saturating_sub(total_b);
+            if total > 0 && (busy_a.saturating_sub(busy_b) as f64 / total as f64) < threshold {
+                break;
+            }
+        }
+        before = after;
+    }
+    start.elapsed()
+}

@@ -37,6 +37,8 @@ pub struct Report {
     pub saturation: Vec<SaturationRow>,
     pub fixed_rate: Vec<LatencyRow>,
     pub streaming: Vec<StreamingRow>,
+    /// How busy the machine was during each phase.
+    pub phase_load: Vec<PhaseLoad>,
     pub memory: MemoryReport,
     pub propagation: Option<Propagation>,
     pub checks: Vec<Check>,
@@ -87,6 +89,16 @@ pub struct StreamingRow {
     pub added_first_event: Option<Percentiles>,
     /// First event → last event (the upstream pauses `stream_gap_ms` in between).
     pub first_to_last: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseLoad {
+    pub phase: &'static str,
+    /// Seconds waited beforehand for the machine to go quiet.
+    pub settled_after_s: f64,
+    pub machine_busy_share: f64,
+    /// Processes the harness did not start (Postgres, anything else on the box).
+    pub other_processes_share: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]

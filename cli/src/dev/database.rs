@@ -29,10 +29,10 @@ impl DevDatabase {
 
     /// Stops the private cluster, if we started one.
     pub async fn close(&self) {
-        if let Some(c) = &self.cluster {
-            if let Err(e) = c.stop().await {
-                eprintln!("warning: could not stop the private PostgreSQL cluster: {e}");
-            }
+        if let Some(c) = &self.cluster
+            && let Err(e) = c.stop().await
+        {
+            eprintln!("warning: could not stop the private PostgreSQL cluster: {e}");
         }
     }
 }

@@ -50,14 +50,14 @@ async fn follow(mut api: SyncApi, store: &SnapshotStore, data_plane_id: &str) {
                             break;
                         }
                         Err(status) => {
-                            tracing::warn!(code = ?status.code(), message = status.message(), "snapshot stream failed; reconnecting");
+                            tracing::warn!(code = ?status.code(), detail = status.message(), "snapshot stream failed; reconnecting");
                             break;
                         }
                     }
                 }
             }
             Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "cannot watch snapshots");
+                tracing::warn!(code = ?status.code(), detail = status.message(), "cannot watch snapshots");
             }
         }
         tokio::time::sleep(backoff.next_delay()).await;

@@ -126,7 +126,7 @@ impl Shipper {
                 self.retry_at = Some(Instant::now() + delay);
                 tracing::warn!(
                     code = ?status.code(),
-                    message = status.message(),
+                    detail = status.message(),
                     queued = self.pending.len(),
                     retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     "cannot report usage to the control plane; will retry"
@@ -175,7 +175,7 @@ impl Shipper {
             match tokio::time::timeout_at(deadline, self.send_batch()).await {
                 Ok(Ok(())) => self.backoff.reset(),
                 Ok(Err(status)) => {
-                    tracing::warn!(code = ?status.code(), message = status.message(), "final usage flush failed");
+                    tracing::warn!(code = ?status.code(), detail = status.message(), "final usage flush failed");
                     let pause = self.backoff.next_delay();
                     if Instant::now() + pause >= deadline {
                         break;

@@ -129,6 +129,25 @@ fn write_all(out: &mut String, r: &Report) -> Result {
         )?;
     }
 
+    if !r.phase_load.is_empty() {
+        writeln!(out, "\n### Machine load per phase\n")?;
+        writeln!(
+            out,
+            "| phase | waited for a quiet machine | machine busy | of which other processes |"
+        )?;
+        writeln!(out, "|---|--:|--:|--:|")?;
+        for p in &r.phase_load {
+            writeln!(
+                out,
+                "| {} | {:.1} s | {:.0} % | {:.0} % |",
+                p.phase,
+                p.settled_after_s,
+                p.machine_busy_share * 100.0,
+                p.other_processes_share * 100.0
+            )?;
+        }
+    }
+
     writeln!(out, "\n### Data plane memory (RSS)\n")?;
     writeln!(
         out,
