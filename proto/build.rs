@@ -5,6 +5,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tollgate/v1/snapshot.proto",
         "tollgate/v1/sync.proto",
         "tollgate/v1/admin.proto",
+        "tollgate/v1/identity_admin.proto",
+        "tollgate/v1/settings_admin.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
