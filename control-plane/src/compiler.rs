@@ -105,6 +105,7 @@ pub(crate) fn build(
             })
             .collect(),
         routes: routes(rows.route_targets),
+        ..Default::default()
     })
 }
 
