@@ -17,6 +17,12 @@ enum Command {
     Dev(tollgate_cli::dev::DevArgs),
     /// Administer a running Tollgate through its control plane.
     Admin(tollgate_cli::admin::AdminArgs),
+    /// Sign this machine in to a gateway (device flow); for base-URL mode.
+    Login(tollgate_cli::login::LoginArgs),
+    /// Print a valid gateway access token, refreshing it when needed (Claude Code's apiKeyHelper).
+    Token(tollgate_cli::login::TokenArgs),
+    /// Revoke this machine's gateway tokens and delete its credentials.
+    Logout(tollgate_cli::login::LogoutArgs),
 }
 
 #[tokio::main]
@@ -45,5 +51,8 @@ async fn main() -> anyhow::Result<()> {
             tollgate_cli::dev::run(args, shutdown).await
         }
         Command::Admin(args) => tollgate_cli::admin::run(args).await,
+        Command::Login(args) => tollgate_cli::login::login(args).await,
+        Command::Token(args) => tollgate_cli::login::token(args).await,
+        Command::Logout(args) => tollgate_cli::login::logout(args).await,
     }
 }

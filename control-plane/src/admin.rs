@@ -15,6 +15,8 @@
 mod api_key;
 mod catalogue;
 mod directory;
+pub mod identity;
+pub mod settings;
 mod usage;
 
 use sqlx::PgPool;

@@ -26,7 +26,10 @@ pub enum CompileError {
 /// Reads the whole policy consistently, compiles and validates it.
 pub async fn compile(pool: &PgPool) -> Result<pb::Snapshot, CompileError> {
     let rows = policy::load(pool).await?;
-    let snapshot = build(rows, chrono::Utc::now().timestamp_millis())?;
+    let identity_rows = identity::load_for(pool, rows.version).await?;
+    let mut snapshot = build(rows, chrono::Utc::now().timestamp_millis())?;
+    identity::apply(&mut snapshot, identity_rows);
+    settings::apply(&mut snapshot, settings::load(pool).await?);
     validate(&snapshot)?;
     Ok(snapshot)
 }
@@ -147,5 +150,7 @@ pub fn provider_kind(kind: &str) -> pb::ProviderKind {
     }
 }
 
+mod identity;
+mod settings;
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,21 @@ pub struct ControlPlaneConfig {
     pub resync_interval: Duration,
     /// Size of the Postgres connection pool.
     pub db_max_connections: u32,
+    /// Where the HTTP identity endpoints (device flow, verification page, IdP callback)
+    /// listen; `None` serves none. Port 0 picks a free port.
+    pub http_listen: Option<SocketAddr>,
+    /// The gateway's external base URL (e.g. `https://gateway.example.com`): the issuer of
+    /// gateway tokens and the base of absolute URLs. When `None`, URLs are built from
+    /// `X-Forwarded-Proto`/`X-Forwarded-Host` (else `Host`) and tokens are issued by `tollgate`.
+    pub public_url: Option<String>,
+    /// Lifetime of gateway access tokens.
+    pub token_ttl: Duration,
+    /// Base64 of the 32-byte key encrypting secrets at rest (signing keys, the IdP client
+    /// secret, IdP tokens). Every replica needs the same key.
+    pub secrets_key: Option<SecretString>,
+    /// Where the secrets key is read from, or generated into (mode 0600) at first start, when
+    /// `secrets_key` is not given. With neither, a key lives in memory only (tests).
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl ControlPlaneConfig {
@@ -42,6 +57,11 @@ impl ControlPlaneConfig {
             admin_key_file: None,
             resync_interval: Self::DEFAULT_RESYNC_INTERVAL,
             db_max_connections: Self::DEFAULT_DB_MAX_CONNECTIONS,
+            http_listen: None,
+            public_url: None,
+            token_ttl: crate::identity::DEFAULT_TOKEN_TTL,
+            secrets_key: None,
+            secrets_key_file: None,
         }
     }
 }

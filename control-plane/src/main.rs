@@ -40,6 +40,28 @@ struct Args {
     /// Size of the Postgres connection pool.
     #[arg(long, env = "TOLLGATE_DB_MAX_CONNECTIONS", default_value_t = 10)]
     db_max_connections: u32,
+    /// Address of the HTTP identity endpoints (device flow, verification page, IdP callback),
+    /// which data planes forward to. Unset serves none.
+    #[arg(long, env = "TOLLGATE_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// The gateway's external base URL (issuer of gateway tokens, base of absolute URLs).
+    /// Unset: URLs follow the forwarded host of each request.
+    #[arg(long, env = "TOLLGATE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Lifetime of gateway access tokens, in seconds.
+    #[arg(long, env = "TOLLGATE_TOKEN_TTL_SECS", default_value_t = 3600)]
+    token_ttl_secs: u64,
+    /// Base64 of the 32-byte key encrypting secrets at rest; the same on every replica.
+    #[arg(long, env = "TOLLGATE_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<String>,
+    /// Where the secrets key is read from, or generated into (mode 0600) at first start, when
+    /// --secrets-key is not given.
+    #[arg(
+        long,
+        env = "TOLLGATE_SECRETS_KEY_FILE",
+        default_value = "tollgate-secrets.key"
+    )]
+    secrets_key_file: PathBuf,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "TOLLGATE_LOG", default_value = "info")]
     log: String,
@@ -112,6 +134,21 @@ fn config(args: Args) -> anyhow::Result<ControlPlaneConfig> {
     config.admin_key_file = Some(args.admin_key_file);
     config.resync_interval = Duration::from_secs(args.resync_interval_secs);
     config.db_max_connections = args.db_max_connections;
+    anyhow::ensure!(
+        args.token_ttl_secs >= 60,
+        "--token-ttl-secs must be at least 60"
+    );
+    if let Some(url) = &args.public_url {
+        anyhow::ensure!(
+            url.starts_with("https://") || url.starts_with("http://"),
+            "--public-url must be an http(s) URL"
+        );
+    }
+    config.http_listen = args.http_listen;
+    config.public_url = args.public_url;
+    config.token_ttl = Duration::from_secs(args.token_ttl_secs);
+    config.secrets_key = args.secrets_key.map(SecretString::from);
+    config.secrets_key_file = Some(args.secrets_key_file);
     Ok(config)
 }
 

@@ -8,12 +8,14 @@ pub(crate) mod admin_key;
 pub(crate) mod api_key;
 mod constraint;
 pub(crate) mod group;
+pub(crate) mod identity;
 pub(crate) mod model;
 pub(crate) mod org;
 pub(crate) mod policy;
 pub(crate) mod principal;
 pub(crate) mod provider;
 pub(crate) mod route;
+pub(crate) mod settings;
 pub(crate) mod usage;
 
 use std::str::FromStr;

@@ -1,10 +1,8 @@
 //! Who is calling: the credential presented in `x-api-key` or `Authorization: Bearer`.
 
-use std::sync::Arc;
-
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use tollgate_policy::{ApiKey, AuthError, Snapshot};
+use tollgate_policy::{AuthError, Caller, Snapshot};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -38,20 +36,21 @@ pub(crate) fn presented(headers: &HeaderMap) -> Presented<'_> {
     }
 }
 
-/// Authenticates the request against `snapshot`; errors are ready-made 401s.
-pub(crate) fn authenticate<'s>(
-    snapshot: &'s Snapshot,
+/// Authenticates the request against `snapshot` (an API key or a gateway access token);
+/// errors are ready-made 401s, with `x-should-retry: false` when retrying cannot help.
+pub(crate) fn authenticate(
+    snapshot: &Snapshot,
     headers: &HeaderMap,
     now_unix_s: i64,
-) -> Result<&'s Arc<ApiKey>, ApiError> {
+) -> Result<Caller, ApiError> {
     let outcome = match presented(headers) {
         Presented::Missing => Err(AuthError::Missing),
         Presented::Malformed => Err(AuthError::Unknown),
-        Presented::Secret(secret) => snapshot.authenticate(secret, now_unix_s),
+        Presented::Secret(secret) => snapshot.authenticate_bearer(secret, now_unix_s),
     };
     outcome.map_err(|e| {
         let error = ApiError::new(ErrorCode::Unauthenticated, e.to_string());
-        if e == AuthError::Expired {
+        if e.is_final() {
             error.no_retry()
         } else {
             error

@@ -32,6 +32,10 @@ pub struct DataPlaneConfig {
     pub spool_path: Option<PathBuf>,
     /// How long shutdown waits for in-flight requests (and then for the usage flush).
     pub shutdown_drain_timeout: Duration,
+    /// The control plane's HTTP listener (OAuth, device flow), e.g. `http://cp:8081`. The
+    /// data plane forwards `/.well-known/oauth-authorization-server`, `/oauth/…` and
+    /// `/device` there; `None` answers them 404.
+    pub control_plane_http_url: Option<String>,
 }
 
 impl DataPlaneConfig {
@@ -52,6 +56,7 @@ impl DataPlaneConfig {
             usage_flush_interval: Duration::from_secs(1),
             spool_path: None,
             shutdown_drain_timeout: Duration::from_secs(30),
+            control_plane_http_url: None,
         }
     }
 
@@ -68,6 +73,17 @@ impl DataPlaneConfig {
                 "control_plane_url: `{}` is not an http://host:port URL",
                 self.control_plane_url
             )),
+        }
+        if let Some(url) = &self.control_plane_http_url {
+            match url.parse::<http::Uri>() {
+                Ok(uri)
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.host().is_some()
+                        && uri.query().is_none() => {}
+                _ => problems.push(format!(
+                    "control_plane_http_url: `{url}` is not an http(s)://host:port URL"
+                )),
+            }
         }
         let token = self.sync_token.expose_secret();
         if token.is_empty() {
@@ -141,5 +157,14 @@ mod tests {
         c.usage_flush_interval = Duration::ZERO;
         let err = c.validate().unwrap_err();
         assert_eq!(err.problems.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn control_plane_http_url_must_be_an_http_url() {
+        let mut c = config();
+        c.control_plane_http_url = Some("http://cp:8081".into());
+        assert!(c.validate().is_ok());
+        c.control_plane_http_url = Some("cp:8081".into());
+        assert_eq!(c.validate().unwrap_err().problems.len(), 1);
     }
 }

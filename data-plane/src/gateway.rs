@@ -5,10 +5,19 @@
 //! authorize the model → provider. Every response, errors included, carries `request-id`.
 //! Each request logs exactly one line: here for unmetered responses, or by the usage
 //! record when the metered response ends.
+//!
+//! Besides the Messages API: `GET /managed/settings` (Claude Code managed settings),
+//! `POST /v1/metrics|logs|traces` (OTLP relay) and the OAuth/device-flow paths, which are
+//! forwarded to the control plane's HTTP listener. Every bearer endpoint accepts an API key
+//! or a gateway access token (see `tollgate_policy::Snapshot::authenticate_bearer`).
 
+mod forward;
 mod messages;
 mod models;
+mod settings;
+mod telemetry;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,7 +44,7 @@ pub(crate) fn full_body(bytes: Bytes) -> ResponseBody {
         .boxed_unsync()
 }
 
-fn empty_body() -> ResponseBody {
+pub(crate) fn empty_body() -> ResponseBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
@@ -47,7 +56,20 @@ pub(crate) struct Gateway {
     pub drain: DrainPolicy,
     pub data_plane_id: String,
     pub max_body_bytes: usize,
+    /// Relays telemetry and forwards OAuth/device paths (short timeouts, own pool).
+    pub side: SideChannels,
 }
+
+/// The data plane's non-provider outbound calls.
+pub(crate) struct SideChannels {
+    pub client: UpstreamClient,
+    /// Base URL of the control plane's HTTP listener; `None` = OAuth paths answer 404.
+    pub control_plane_http_url: Option<String>,
+}
+
+/// The peer address of the connection a request came on (set by the listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddr(pub SocketAddr);
 
 /// What the request log line needs, filled in as the request progresses.
 pub(crate) struct RequestContext {
@@ -66,6 +88,10 @@ enum Route {
     Provider(Endpoint),
     Models,
     Hello,
+    ManagedSettings,
+    Telemetry(telemetry::Signal),
+    /// OAuth / device-flow paths served by the control plane's HTTP listener.
+    ControlPlane,
 }
 
 /// A request that matches no route.
@@ -76,16 +102,24 @@ enum Misroute {
 }
 
 fn route(method: &Method, path: &str) -> Result<Route, Misroute> {
+    if forward::is_control_plane_path(path) {
+        return Ok(Route::ControlPlane);
+    }
     let (route, allow) = match path {
         "/v1/messages" => (Route::Provider(Endpoint::Messages), "POST"),
         "/v1/messages/count_tokens" => (Route::Provider(Endpoint::CountTokens), "POST"),
         "/v1/models" => (Route::Models, "GET"),
         "/api/hello" => (Route::Hello, "GET, HEAD"),
+        "/managed/settings" => (Route::ManagedSettings, "GET"),
+        "/v1/metrics" => (Route::Telemetry(telemetry::Signal::Metrics), "POST"),
+        "/v1/logs" => (Route::Telemetry(telemetry::Signal::Logs), "POST"),
+        "/v1/traces" => (Route::Telemetry(telemetry::Signal::Traces), "POST"),
         _ => return Err(Misroute::NotFound),
     };
     let allowed = match route {
-        Route::Provider(_) => method == Method::POST,
-        Route::Models => method == Method::GET,
+        Route::Provider(_) | Route::Telemetry(_) => method == Method::POST,
+        Route::Models | Route::ManagedSettings => method == Method::GET,
+        Route::ControlPlane => true,
         Route::Hello => method == Method::GET || method == Method::HEAD,
     };
     if allowed {
@@ -129,6 +163,9 @@ impl Gateway {
         let result = match route(request.method(), request.uri().path()) {
             Ok(Route::Hello) => Ok(Response::new(empty_body())),
             Ok(Route::Models) => models::list(self, &mut ctx, request.headers()),
+            Ok(Route::ManagedSettings) => settings::get(self, &mut ctx, request.headers()),
+            Ok(Route::Telemetry(signal)) => telemetry::relay(self, &mut ctx, request, signal).await,
+            Ok(Route::ControlPlane) => forward::forward(self, request).await,
             Ok(Route::Provider(endpoint)) => {
                 messages::handle(self, &mut ctx, request, endpoint).await
             }

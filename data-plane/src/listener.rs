@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
+
+use crate::gateway::ClientAddr;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -36,10 +38,11 @@ pub(crate) fn spawn_listener(
                 () = shutdown.cancelled() => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
+                    Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let gateway = gateway.clone();
-                        let service = service_fn(move |request| {
+                        let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                            request.extensions_mut().insert(ClientAddr(peer));
                             let gateway = gateway.clone();
                             async move { Ok::<_, Infallible>(gateway.handle(request).await) }
                         });

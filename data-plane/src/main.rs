@@ -72,6 +72,10 @@ struct Args {
     /// File for usage the control plane has not acknowledged at shutdown.
     #[arg(long, env = "TOLLGATE_SPOOL_PATH")]
     spool_path: Option<PathBuf>,
+    /// The control plane's HTTP listener (OAuth and device flow), e.g. http://cp:8081;
+    /// `/oauth/…`, `/device` and the authorization-server metadata are forwarded there.
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE_HTTP_URL")]
+    control_plane_http_url: Option<String>,
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Validate the settings and exit.
@@ -98,19 +102,30 @@ impl Args {
         config.usage_batch_max = self.usage_batch_max;
         config.usage_flush_interval = Duration::from_millis(self.usage_flush_interval_ms);
         config.spool_path = self.spool_path;
+        config.control_plane_http_url = self.control_plane_http_url;
         config
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stdout through a background writer, so the request path never waits on a
+/// `write(2)` (one access-log line per request); colours only on a terminal. Keep the guard
+/// alive until exit: dropping it flushes what is buffered.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_env("TOLLGATE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::stdout().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    guard
 }
 
 async fn stop_signal() -> anyhow::Result<()> {
@@ -126,7 +141,7 @@ async fn stop_signal() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(args.log_format);
+    let _log_guard = init_tracing(args.log_format);
     let check_only = args.check_config;
     let config = args.into_config();
     config.validate()?;

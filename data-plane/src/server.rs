@@ -11,7 +11,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ConfigError, DataPlaneConfig};
 use crate::control_plane::{ConnectError, sync_api};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, SideChannels};
+
+/// Response-header bound for forwarded OAuth calls and telemetry relays.
+const SIDE_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(15);
 use crate::listener::spawn_listener;
 use crate::meter::DrainPolicy;
 use crate::snapshot::{SnapshotStore, spawn_snapshot_sync};
@@ -141,6 +144,13 @@ pub async fn spawn(
         },
         data_plane_id: config.data_plane_id.clone(),
         max_body_bytes: config.max_body_bytes,
+        side: SideChannels {
+            client: UpstreamClient::new(config.upstream_connect_timeout, SIDE_FIRST_BYTE_TIMEOUT),
+            control_plane_http_url: config
+                .control_plane_http_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+        },
     });
     let listener = spawn_listener(listener, gateway, shutdown, config.shutdown_drain_timeout);
     tracing::info!(%addr, data_plane_id = %config.data_plane_id, "data plane listening");

@@ -3,8 +3,10 @@
 //! planes, a fake Anthropic upstream speaking the exact wire format, and real clients (the
 //! official `anthropic` Python SDK).
 
+pub mod browser;
 pub mod claude_cli;
 pub mod fake_anthropic;
+pub mod idp;
 pub mod postgres;
 pub mod python;
 pub mod stack;

@@ -31,6 +31,10 @@ pub struct Stack {
     pub alice_key: String,
     /// API key of the `ci-bot` service account (group `all`).
     pub bot_key: String,
+    /// The control plane's HTTP listener (sign-in endpoints), when started with
+    /// [`Stack::start_with_identity`]; data planes forward to it.
+    pub cp_http_url: Option<String>,
+    http_listen: Option<SocketAddr>,
     root: CancellationToken,
     cp_token: CancellationToken,
     cp: Option<ControlPlaneHandle>,
@@ -68,13 +72,24 @@ fn unreachable_handle() -> ! {
 impl Stack {
     /// Starts a database, a control plane and a fake upstream, and seeds the policy.
     pub async fn start() -> anyhow::Result<Stack> {
+        Stack::start_inner(None).await
+    }
+
+    /// Like [`Stack::start`], with the control plane's HTTP listener (device flow, IdP
+    /// callback) on; every data plane started afterwards forwards the sign-in paths to it.
+    pub async fn start_with_identity() -> anyhow::Result<Stack> {
+        Stack::start_inner(Some("127.0.0.1:0".parse()?)).await
+    }
+
+    async fn start_inner(http_listen: Option<SocketAddr>) -> anyhow::Result<Stack> {
         let db = TestDatabase::create().await?;
         let root = CancellationToken::new();
         let fake = FakeAnthropic::start(root.child_token()).await?;
         let sync_token = SecretString::from(tollgate_cli::secret::random_token("tgs_"));
         let cp_token = root.child_token();
-        let config = control_plane_config(&db, "127.0.0.1:0".parse()?, &sync_token);
+        let config = control_plane_config(&db, "127.0.0.1:0".parse()?, &sync_token, http_listen);
         let cp = tollgate_control_plane::spawn(config, cp_token.clone()).await?;
+        let http_listen = cp.http_addr;
         let admin_key = match &cp.bootstrap_admin_key {
             Some(k) => secrecy::ExposeSecret::expose_secret(k).to_owned(),
             None => anyhow::bail!("a fresh database must bootstrap an admin key"),
@@ -88,6 +103,8 @@ impl Stack {
             grpc_addr,
             alice_key: String::new(),
             bot_key: String::new(),
+            cp_http_url: http_listen.map(|a| format!("http://{a}")),
+            http_listen,
             root,
             cp_token,
             cp: Some(cp),
@@ -191,6 +208,7 @@ impl Stack {
             self.sync_token.clone(),
         );
         config.usage_flush_interval = Duration::from_millis(100);
+        config.control_plane_http_url = self.cp_http_url.clone();
         adjust(&mut config);
         let token = self.root.child_token();
         let version = self.policy_version().await?;
@@ -220,7 +238,8 @@ impl Stack {
     pub async fn restart_control_plane(&mut self) -> anyhow::Result<()> {
         self.stop_control_plane().await;
         self.cp_token = self.root.child_token();
-        let config = control_plane_config(&self.db, self.grpc_addr, &self.sync_token);
+        let config =
+            control_plane_config(&self.db, self.grpc_addr, &self.sync_token, self.http_listen);
         self.cp = Some(tollgate_control_plane::spawn(config, self.cp_token.clone()).await?);
         Ok(())
     }
@@ -247,9 +266,11 @@ fn control_plane_config(
     db: &TestDatabase,
     addr: SocketAddr,
     sync_token: &SecretString,
+    http_listen: Option<SocketAddr>,
 ) -> ControlPlaneConfig {
     let mut c =
         ControlPlaneConfig::new(SecretString::from(db.url.clone()), addr, sync_token.clone());
+    c.http_listen = http_listen;
     c.resync_interval = Duration::from_secs(5);
     c.db_max_connections = 4;
     c

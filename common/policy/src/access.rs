@@ -44,6 +44,8 @@ pub enum AccessError {
     Denied(String),
     #[error("model `{0}` has no provider route configured")]
     NoRoute(String),
+    #[error("model `{0}` is not in the availableModels of your managed settings")]
+    NotInAvailableModels(String),
 }
 
 #[cfg(test)]

@@ -60,6 +60,25 @@ pub enum AuthError {
     Unknown,
     #[error("API key has expired")]
     Expired,
+    #[error("invalid access token")]
+    InvalidToken,
+    #[error("access token has expired; sign in again")]
+    TokenExpired,
+    #[error("session has been revoked; sign in again")]
+    Revoked,
+    #[error("user is disabled; ask your administrator")]
+    Disabled,
+}
+
+impl AuthError {
+    /// Whether retrying with the same credential can never succeed (the client is told
+    /// not to retry: `x-should-retry: false`).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            AuthError::Expired | AuthError::TokenExpired | AuthError::Revoked | AuthError::Disabled
+        )
+    }
 }
 
 /// SHA-256 of a presented secret; the only form in which keys are stored and compared.

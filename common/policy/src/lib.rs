@@ -6,13 +6,19 @@
 //! is pure: no I/O, no async runtime, no clock — callers pass `now`.
 
 mod access;
+mod caller;
 mod credential;
+mod settings;
 mod snapshot;
+mod token;
 mod usage;
 
 pub use access::{AccessError, ModelAccess};
+pub use caller::{Caller, Session};
 pub use credential::{ApiKey, AuthError, Principal, PrincipalKind, secret_sha256};
+pub use settings::{ManagedSettings, SettingsDocument, canonical_json, checksum};
 pub use snapshot::{
     Group, InvalidSnapshot, Model, Provider, ProviderKind, Route, RouteTarget, Snapshot,
 };
+pub use token::{TOKEN_LEEWAY_S, TokenClaims};
 pub use usage::Usage;

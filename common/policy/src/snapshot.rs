@@ -1,5 +1,7 @@
 //! The snapshot: everything the request path needs, validated and indexed.
 
+mod identity;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -8,6 +10,8 @@ use tollgate_proto::v1 as pb;
 
 use crate::access::{AccessError, ModelAccess};
 use crate::credential::{ApiKey, AuthError, Principal, PrincipalKind, secret_sha256};
+use crate::settings::SettingsDocument;
+use crate::token::TokenVerifier;
 
 /// A group and the models its members may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +109,22 @@ pub enum InvalidSnapshot {
     EmptyRoute(String),
     #[error("route for `{model}` refers to unknown provider `{provider}`")]
     UnknownProvider { model: String, provider: String },
+    #[error("token key `{kid}` is invalid: {reason}")]
+    BadTokenKey { kid: String, reason: String },
+    #[error("token key `{0}` appears twice")]
+    DuplicateTokenKey(String),
+    #[error("token keys are published without a token issuer and audience")]
+    MissingTokenIssuer,
+    #[error("default group `{0}` is not a group")]
+    UnknownDefaultGroup(String),
+    #[error("settings document `{name}` is invalid: {reason}")]
+    BadSettingsDocument { name: String, reason: String },
+    #[error("settings document `{0}` appears twice")]
+    DuplicateSettingsDocument(String),
+    #[error("settings document `{document}` refers to unknown group `{group}`")]
+    SettingsForUnknownGroup { document: String, group: String },
+    #[error("telemetry collector URL is invalid: {0}")]
+    BadTelemetryUrl(String),
 }
 
 /// The validated, indexed policy a data plane enforces. Immutable once built.
@@ -120,6 +140,13 @@ pub struct Snapshot {
     /// Sorted by id, for stable listings.
     models: BTreeMap<String, Model>,
     routes: HashMap<String, Route>,
+    /// Group ids by group name (gateway tokens carry names).
+    group_ids_by_name: HashMap<String, String>,
+    tokens: TokenVerifier,
+    default_group_ids: Vec<String>,
+    /// In merge order: ascending priority, then name.
+    settings_documents: Vec<SettingsDocument>,
+    telemetry_collector_url: Option<String>,
 }
 
 impl Snapshot {
@@ -140,10 +167,18 @@ impl Snapshot {
 
     /// Checks that `key` may call `model` and returns where to send it.
     pub fn authorize(&self, key: &ApiKey, model: &str) -> Result<&Route, AccessError> {
+        self.authorize_access(&key.access, model)
+    }
+
+    pub(super) fn authorize_access(
+        &self,
+        access: &ModelAccess,
+        model: &str,
+    ) -> Result<&Route, AccessError> {
         if !self.models.contains_key(model) {
             return Err(AccessError::UnknownModel(model.to_owned()));
         }
-        if !key.access.allows(model) {
+        if !access.allows(model) {
             return Err(AccessError::Denied(model.to_owned()));
         }
         self.routes
@@ -187,6 +222,31 @@ impl TryFrom<pb::Snapshot> for Snapshot {
         let providers = convert_providers(pb.providers)?;
         let models = convert_models(pb.models)?;
         let routes = convert_routes(pb.routes, &models, &providers)?;
+        let tokens = identity::convert_tokens(
+            pb.token_issuer,
+            pb.token_audience,
+            pb.token_keys,
+            pb.revoked_session_ids,
+            pb.disabled_principal_ids,
+        )?;
+        for id in &pb.default_group_ids {
+            if !groups.contains_key(id) {
+                return Err(InvalidSnapshot::UnknownDefaultGroup(id.clone()));
+            }
+        }
+        let settings_documents = identity::convert_settings(pb.settings_documents, &groups)?;
+        let telemetry_collector_url = if pb.telemetry_collector_url.is_empty() {
+            None
+        } else {
+            Some(
+                validate_base_url("telemetry", &pb.telemetry_collector_url)
+                    .map_err(|e| InvalidSnapshot::BadTelemetryUrl(e.to_string()))?,
+            )
+        };
+        let group_ids_by_name = groups
+            .values()
+            .map(|g| (g.name.clone(), g.id.clone()))
+            .collect();
         Ok(Snapshot {
             version: pb.version,
             generated_at_unix_ms: pb.generated_at_unix_ms,
@@ -197,6 +257,11 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             providers,
             models,
             routes,
+            group_ids_by_name,
+            tokens,
+            default_group_ids: pb.default_group_ids,
+            settings_documents,
+            telemetry_collector_url,
         })
     }
 }

@@ -12,7 +12,10 @@
 
 mod admin;
 mod bootstrap;
+mod identity;
+mod identity_oidc;
 mod migrations;
+mod settings;
 mod snapshot;
 mod support;
 mod sync;

@@ -22,8 +22,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let snapshot = gateway.snapshots.load().ok_or_else(ApiError::not_ready)?;
-    let key = auth::authenticate(&snapshot, request.headers(), unix_now_s())?;
-    ctx.key_id = Some(key.id.clone());
+    let caller = auth::authenticate(&snapshot, request.headers(), unix_now_s())?;
+    ctx.key_id = Some(caller.log_id());
 
     let (parts, body) = request.into_parts();
     let max = gateway.max_body_bytes;
@@ -34,7 +34,7 @@ where
     ctx.model = Some(fields.model.clone().into_owned());
 
     let route = snapshot
-        .authorize(key, &fields.model)
+        .authorize_caller(&caller, &fields.model)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
     let target = route.primary().ok_or_else(|| {
         let error = AccessError::NoRoute(fields.model.clone().into_owned());
@@ -47,8 +47,8 @@ where
             data_plane_id: gateway.data_plane_id.clone(),
             started_at_unix_ms: unix_ms(ctx.started_at),
             duration_ms: 0,
-            api_key_id: key.id.clone(),
-            principal_id: key.principal.id.clone(),
+            api_key_id: caller.key_id().unwrap_or_default().to_owned(),
+            principal_id: caller.principal().id.clone(),
             model: fields.model.clone().into_owned(),
             provider_id: target.provider.id.clone(),
             upstream_model: target.upstream_model.clone(),

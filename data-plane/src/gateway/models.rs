@@ -35,9 +35,9 @@ pub(super) fn list(
     headers: &HeaderMap,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = gateway.snapshots.load().ok_or_else(ApiError::not_ready)?;
-    let key = auth::authenticate(&snapshot, headers, unix_now_s())?;
-    ctx.key_id = Some(key.id.clone());
-    let body = render(snapshot.visible_models(key))?;
+    let caller = auth::authenticate(&snapshot, headers, unix_now_s())?;
+    ctx.key_id = Some(caller.log_id());
+    let body = render(snapshot.visible_models_for(&caller))?;
     let mut response = Response::new(full_body(body));
     response
         .headers_mut()

@@ -60,6 +60,7 @@ pub(crate) fn sample_snapshot() -> pb::Snapshot {
         }],
         models: vec![model("claude-sonnet-5"), model("claude-opus-4-8")],
         routes: vec![route("claude-sonnet-5"), route("claude-opus-4-8")],
+        ..Default::default()
     }
 }
 
@@ -81,6 +82,10 @@ fn gateway(snapshot: Option<pb::Snapshot>, max_body_bytes: usize) -> (Gateway, U
         },
         data_plane_id: "dp-test".into(),
         max_body_bytes,
+        side: SideChannels {
+            client: UpstreamClient::new(Duration::from_secs(1), Duration::from_secs(1)),
+            control_plane_http_url: None,
+        },
     };
     (gateway, queue)
 }

@@ -59,7 +59,7 @@ pub fn upstream_request_headers(
     Ok(out)
 }
 
-fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
         "connection"

@@ -6,6 +6,7 @@
     reason = "test fixtures and helpers fail loudly"
 )]
 
+mod signed_in;
 mod support;
 
 use std::path::PathBuf;

@@ -217,6 +217,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                 }],
             },
         ],
+        ..Default::default()
     }
 }
 

@@ -84,6 +84,7 @@ fn sample() -> pb::Snapshot {
                 }],
             },
         ],
+        ..Default::default()
     }
 }
 
@@ -246,5 +247,165 @@ proptest! {
         if drop_group { s.groups.pop(); }
         s.providers[1].base_url = url;
         let _ = Snapshot::try_from(s);
+    }
+}
+
+mod bearer {
+    use serde_json::json;
+
+    use super::*;
+    use crate::token::tests::{NOW, claims, public_key, sign};
+
+    fn signed_in_snapshot() -> Snapshot {
+        let mut pb = sample();
+        pb.token_issuer = "https://gw.example.com".into();
+        pb.token_audience = "tollgate".into();
+        pb.token_keys = vec![pb::TokenKey {
+            kid: "k1".into(),
+            alg: "EdDSA".into(),
+            public_key: public_key(1),
+        }];
+        pb.revoked_session_ids = vec!["sid-revoked".into()];
+        pb.default_group_ids = vec!["g-eng".into()];
+        pb.settings_documents = vec![pb::SettingsDocument {
+            id: "s1".into(),
+            name: "eng".into(),
+            priority: 0,
+            group_ids: vec!["g-eng".into()],
+            settings_json: r#"{"availableModels":["claude-sonnet-5"]}"#.into(),
+        }];
+        Snapshot::try_from(pb).unwrap()
+    }
+
+    fn token(groups: serde_json::Value) -> String {
+        let mut c = claims();
+        c["groups"] = groups;
+        sign(&c, "k1", 1)
+    }
+
+    #[test]
+    fn a_gateway_token_gets_the_union_of_its_named_groups() {
+        let snap = signed_in_snapshot();
+        let caller = snap
+            .authenticate_bearer(&token(json!(["eng", "admins", "nope"])), NOW)
+            .unwrap();
+        assert_eq!(caller.principal().id, "user-1");
+        assert_eq!(caller.session_id(), Some("sid-1"));
+        assert_eq!(caller.key_id(), None);
+        assert_eq!(
+            caller.group_ids(),
+            ["g-eng".to_owned(), "g-admin".to_owned()]
+        );
+        assert_eq!(caller.access(), &ModelAccess::All);
+    }
+
+    #[test]
+    fn a_token_whose_groups_map_to_nothing_gets_the_org_defaults() {
+        let snap = signed_in_snapshot();
+        let caller = snap
+            .authenticate_bearer(&token(json!(["unknown"])), NOW)
+            .unwrap();
+        assert_eq!(caller.group_ids(), ["g-eng".to_owned()]);
+        assert!(caller.access().allows("claude-sonnet-5"));
+        assert!(!caller.access().allows("claude-opus-4-8"));
+    }
+
+    #[test]
+    fn api_keys_still_authenticate_through_the_bearer_path() {
+        let snap = signed_in_snapshot();
+        let caller = snap.authenticate_bearer("tg_one", NOW).unwrap();
+        assert_eq!(caller.key_id(), Some("k1"));
+        assert_eq!(
+            snap.authenticate_bearer("tg_nope", NOW).unwrap_err(),
+            AuthError::Unknown
+        );
+    }
+
+    #[test]
+    fn a_revoked_session_is_refused_for_good() {
+        let snap = signed_in_snapshot();
+        let mut c = claims();
+        c["sid"] = json!("sid-revoked");
+        let err = snap
+            .authenticate_bearer(&sign(&c, "k1", 1), NOW)
+            .unwrap_err();
+        assert_eq!(err, AuthError::Revoked);
+        assert!(err.is_final());
+    }
+
+    #[test]
+    fn tokens_are_refused_when_no_keys_are_published() {
+        let snap = Snapshot::try_from(sample()).unwrap();
+        assert_eq!(
+            snap.authenticate_bearer(&token(json!(["eng"])), NOW)
+                .unwrap_err(),
+            AuthError::InvalidToken
+        );
+    }
+
+    #[test]
+    fn available_models_narrow_authorization_and_listing() {
+        let snap = signed_in_snapshot();
+        let caller = snap
+            .authenticate_bearer(&token(json!(["admins", "eng"])), NOW)
+            .unwrap();
+        assert!(snap.authorize_caller(&caller, "claude-sonnet-5").is_ok());
+        assert_eq!(
+            snap.authorize_caller(&caller, "claude-opus-4-8")
+                .unwrap_err(),
+            AccessError::NotInAvailableModels("claude-opus-4-8".into())
+        );
+        let ids: Vec<&str> = snap
+            .visible_models_for(&caller)
+            .map(|m| m.id.as_str())
+            .collect();
+        assert_eq!(ids, ["claude-sonnet-5"]);
+        let settings = snap.managed_settings(caller.group_ids()).unwrap();
+        assert_eq!(settings.settings["enforceAvailableModels"], json!(true));
+        assert!(snap.managed_settings(&["g-admin".to_owned()]).is_none());
+    }
+
+    #[test]
+    fn rejects_bad_identity_sections() {
+        let mut pb = sample();
+        pb.token_keys = vec![pb::TokenKey {
+            kid: "k".into(),
+            alg: "EdDSA".into(),
+            public_key: vec![0; 32],
+        }];
+        assert_eq!(
+            Snapshot::try_from(pb.clone()).unwrap_err(),
+            InvalidSnapshot::MissingTokenIssuer
+        );
+        pb.token_issuer = "i".into();
+        pb.token_audience = "a".into();
+        pb.token_keys[0].alg = "RS256".into();
+        assert!(matches!(
+            Snapshot::try_from(pb).unwrap_err(),
+            InvalidSnapshot::BadTokenKey { .. }
+        ));
+        let mut pb = sample();
+        pb.settings_documents = vec![pb::SettingsDocument {
+            id: "s".into(),
+            name: "bad".into(),
+            settings_json: "[1]".into(),
+            ..Default::default()
+        }];
+        assert!(matches!(
+            Snapshot::try_from(pb).unwrap_err(),
+            InvalidSnapshot::BadSettingsDocument { .. }
+        ));
+        let mut pb = sample();
+        pb.default_group_ids = vec!["g-nope".into()];
+        assert_eq!(
+            Snapshot::try_from(pb).unwrap_err(),
+            InvalidSnapshot::UnknownDefaultGroup("g-nope".into())
+        );
+        let mut pb = sample();
+        pb.telemetry_collector_url = "ftp://x".into();
+        assert!(matches!(
+            Snapshot::try_from(pb).unwrap_err(),
+            InvalidSnapshot::BadTelemetryUrl(_)
+        ));
     }
 }
