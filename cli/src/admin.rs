@@ -6,7 +6,9 @@ mod commands;
 mod time_arg;
 
 pub use args::{AdminArgs, AdminCommand};
-pub use client::{AdminClient, connect};
+pub use client::{
+    AdminClient, AdminServiceClient, IdentityAdminClient, SettingsAdminClient, connect,
+};
 pub use commands::{execute, run};
 
 /// Parses `tollgate admin` arguments (the words after `admin`), for embedding and tests.

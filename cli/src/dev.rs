@@ -71,6 +71,10 @@ async fn run_with_database(
         sync_token.clone(),
     );
     cp_config.admin_key_file = Some(admin_key_file.clone());
+    // Sign-in endpoints: reached through the data plane, which forwards `/oauth/…`,
+    // `/device` and the metadata path here, so clients use one base URL.
+    cp_config.http_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    cp_config.secrets_key_file = Some(args.state_dir.join("secrets-key"));
     let planes = shutdown.child_token();
     let cp = tollgate_control_plane::spawn(cp_config, planes.clone())
         .await
@@ -105,7 +109,8 @@ async fn run_with_database(
     )
     .await?;
 
-    let dp_config = DataPlaneConfig::new(args.listen, endpoint.clone(), sync_token);
+    let mut dp_config = DataPlaneConfig::new(args.listen, endpoint.clone(), sync_token);
+    dp_config.control_plane_http_url = cp.http_addr.map(|a| format!("http://{a}"));
     let dp = tollgate_data_plane::spawn(dp_config, planes.clone())
         .await
         .context("data plane failed to start")?;
@@ -148,6 +153,7 @@ fn print_banner(
          export ANTHROPIC_AUTH_TOKEN={key}\n\
          \n\
          Then try: claude -p \"hello\"\n\
+         Sign-in through your IdP (Claude Code /login, tollgate login): docs/claude-code-rollout.md\n\
          Admin:    tollgate admin --endpoint {endpoint} --admin-key-file {admin} usage --by user,model\n\
          Press Ctrl-C to stop.\n",
         key = seeded.api_key,

@@ -79,6 +79,20 @@ async fn dev_runs_everything_locally_and_prints_working_exports() {
         "{body}"
     );
 
+    // Sign-in metadata is served through the same base URL (forwarded to the control plane).
+    let meta: serde_json::Value = http
+        .get(format!("{base}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        meta["device_authorization_endpoint"],
+        format!("{base}/oauth/device_authorization")
+    );
+
     // The admin CLI, pointed at the state directory, sees the call in the usage report.
     let endpoint_line = std::fs::read_to_string(state.path().join("admin-key")).unwrap();
     assert!(endpoint_line.trim().starts_with("tga_"));

@@ -6,6 +6,7 @@
 
 mod access;
 mod admin_cli;
+mod admin_identity_cli;
 mod auth;
 mod claude_code;
 mod errors;

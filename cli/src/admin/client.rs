@@ -1,9 +1,13 @@
-//! A connected admin client that sends the admin key on every call.
+//! Connected admin clients (`Admin`, `IdentityAdmin`, `SettingsAdmin`) sharing one channel and
+//! sending the admin key on every call.
+
+use std::ops::{Deref, DerefMut};
 
 use anyhow::Context as _;
-use tollgate_proto::v1::admin_client;
+use tollgate_proto::v1::{admin_client, identity_admin_client, settings_admin_client};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::args::AdminArgs;
@@ -22,8 +26,69 @@ impl Interceptor for AdminAuth {
     }
 }
 
-pub type AdminClient =
-    admin_client::AdminClient<tonic::service::interceptor::InterceptedService<Channel, AdminAuth>>;
+type Authed = InterceptedService<Channel, AdminAuth>;
+
+/// The `Admin` service client.
+pub type AdminServiceClient = admin_client::AdminClient<Authed>;
+/// The `IdentityAdmin` service client.
+pub type IdentityAdminClient = identity_admin_client::IdentityAdminClient<Authed>;
+/// The `SettingsAdmin` service client.
+pub type SettingsAdminClient = settings_admin_client::SettingsAdminClient<Authed>;
+
+/// Clients of every admin service on one channel. Dereferences to the `Admin` client.
+#[derive(Clone)]
+pub struct AdminClient {
+    admin: AdminServiceClient,
+    identity: IdentityAdminClient,
+    settings: SettingsAdminClient,
+}
+
+impl AdminClient {
+    /// Builds the clients on `channel`, each authenticating with `admin_key`.
+    pub fn new(channel: Channel, admin_key: &str) -> anyhow::Result<AdminClient> {
+        let mut header: MetadataValue<_> = format!("Bearer {admin_key}")
+            .parse()
+            .context("the admin key contains characters that cannot be sent in a header")?;
+        header.set_sensitive(true);
+        let auth = AdminAuth { header };
+        Ok(AdminClient {
+            admin: admin_client::AdminClient::with_interceptor(channel.clone(), auth.clone()),
+            identity: identity_admin_client::IdentityAdminClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
+            settings: settings_admin_client::SettingsAdminClient::with_interceptor(channel, auth),
+        })
+    }
+
+    /// The `Admin` service (providers, models, routes, groups, principals, keys, usage).
+    pub fn admin(&mut self) -> &mut AdminServiceClient {
+        &mut self.admin
+    }
+
+    /// The `IdentityAdmin` service (IdP, group mappings, users, sessions, signing keys).
+    pub fn identity(&mut self) -> &mut IdentityAdminClient {
+        &mut self.identity
+    }
+
+    /// The `SettingsAdmin` service (managed settings documents, telemetry relay).
+    pub fn settings(&mut self) -> &mut SettingsAdminClient {
+        &mut self.settings
+    }
+}
+
+impl Deref for AdminClient {
+    type Target = AdminServiceClient;
+    fn deref(&self) -> &AdminServiceClient {
+        &self.admin
+    }
+}
+
+impl DerefMut for AdminClient {
+    fn deref_mut(&mut self) -> &mut AdminServiceClient {
+        &mut self.admin
+    }
+}
 
 /// Connects to `endpoint` with `admin_key`.
 pub async fn connect(endpoint: &str, admin_key: &str) -> anyhow::Result<AdminClient> {
@@ -34,14 +99,7 @@ pub async fn connect(endpoint: &str, admin_key: &str) -> anyhow::Result<AdminCli
         .connect()
         .await
         .with_context(|| format!("cannot reach the control plane at {endpoint}"))?;
-    let mut header: MetadataValue<_> = format!("Bearer {admin_key}")
-        .parse()
-        .context("the admin key contains characters that cannot be sent in a header")?;
-    header.set_sensitive(true);
-    Ok(admin_client::AdminClient::with_interceptor(
-        channel,
-        AdminAuth { header },
-    ))
+    AdminClient::new(channel, admin_key)
 }
 
 /// The admin key from `--admin-key`/`TOLLGATE_ADMIN_KEY`, else from the key file.
