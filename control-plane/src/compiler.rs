@@ -23,13 +23,21 @@ pub enum CompileError {
     },
 }
 
-/// Reads the whole policy consistently, compiles and validates it.
+/// Reads the whole policy (core, identity, settings) and its version in one read-only
+/// `REPEATABLE READ` transaction, compiles and validates it.
 pub async fn compile(pool: &PgPool) -> Result<pb::Snapshot, CompileError> {
-    let rows = policy::load(pool).await?;
-    let identity_rows = identity::load_for(pool, rows.version).await?;
+    let mut tx = pool.begin().await.map_err(StoreError::from)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+    let rows = policy::load(&mut tx).await?;
+    let identity_rows = identity::load(&mut tx).await?;
+    let settings_rows = crate::store::settings::load_policy(&mut tx).await?;
+    tx.commit().await.map_err(StoreError::from)?;
     let mut snapshot = build(rows, chrono::Utc::now().timestamp_millis())?;
     identity::apply(&mut snapshot, identity_rows);
-    settings::apply(&mut snapshot, settings::load(pool).await?);
+    settings::apply(&mut snapshot, settings_rows);
     validate(&snapshot)?;
     Ok(snapshot)
 }

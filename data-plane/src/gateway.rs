@@ -60,6 +60,21 @@ pub(crate) struct Gateway {
     pub side: SideChannels,
 }
 
+impl Gateway {
+    /// The first step of every bearer endpoint: load the snapshot once (503 until there is
+    /// one), authenticate the caller from it, and note who called in the request context.
+    pub(crate) fn admit(
+        &self,
+        ctx: &mut RequestContext,
+        headers: &http::HeaderMap,
+    ) -> Result<(Arc<tollgate_policy::Snapshot>, tollgate_policy::Caller), ApiError> {
+        let snapshot = self.snapshots.load().ok_or_else(ApiError::not_ready)?;
+        let caller = crate::auth::authenticate(&snapshot, headers, unix_now_s())?;
+        ctx.key_id = Some(caller.log_id());
+        Ok((snapshot, caller))
+    }
+}
+
 /// The data plane's non-provider outbound calls.
 pub(crate) struct SideChannels {
     pub client: UpstreamClient,

@@ -1,7 +1,7 @@
 //! The whole policy, read consistently for the snapshot compiler.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::StoreError;
@@ -67,12 +67,9 @@ pub struct RouteTargetPolicyRow {
     pub weight: i32,
 }
 
-/// Reads the whole policy and its version in one read-only `REPEATABLE READ` transaction.
-pub async fn load(pool: &PgPool) -> Result<PolicyRows, StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+/// Reads the whole core policy and its version. Run it inside the compiler's read-only
+/// `REPEATABLE READ` transaction so the rows and the version agree.
+pub async fn load(tx: &mut PgConnection) -> Result<PolicyRows, StoreError> {
     let version: i64 = sqlx::query_scalar("SELECT version FROM policy_version WHERE singleton")
         .fetch_one(&mut *tx)
         .await?;
@@ -116,7 +113,6 @@ pub async fn load(pool: &PgPool) -> Result<PolicyRows, StoreError> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(PolicyRows {
         version,
         org,

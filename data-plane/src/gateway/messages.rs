@@ -4,8 +4,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use tollgate_policy::{AccessError, ProviderKind};
 
-use super::{Gateway, RequestContext, ResponseBody, unix_now_s};
-use crate::auth;
+use super::{Gateway, RequestContext, ResponseBody};
 use crate::error::{ApiError, ErrorCode};
 use crate::providers::{self, Endpoint, ProviderCall};
 use crate::request::{BodyError, check_declared_length, extract_fields, read_body};
@@ -21,9 +20,7 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let snapshot = gateway.snapshots.load().ok_or_else(ApiError::not_ready)?;
-    let caller = auth::authenticate(&snapshot, request.headers(), unix_now_s())?;
-    ctx.key_id = Some(caller.log_id());
+    let (snapshot, caller) = gateway.admit(ctx, request.headers())?;
 
     let (parts, body) = request.into_parts();
     let max = gateway.max_body_bytes;

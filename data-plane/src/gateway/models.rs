@@ -6,8 +6,7 @@ use http::{HeaderMap, Response};
 use serde::Serialize;
 use tollgate_policy::Model;
 
-use super::{Gateway, RequestContext, ResponseBody, full_body, unix_now_s};
-use crate::auth;
+use super::{Gateway, RequestContext, ResponseBody, full_body};
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(Serialize)]
@@ -34,9 +33,7 @@ pub(super) fn list(
     ctx: &mut RequestContext,
     headers: &HeaderMap,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let snapshot = gateway.snapshots.load().ok_or_else(ApiError::not_ready)?;
-    let caller = auth::authenticate(&snapshot, headers, unix_now_s())?;
-    ctx.key_id = Some(caller.log_id());
+    let (snapshot, caller) = gateway.admit(ctx, headers)?;
     let body = render(snapshot.visible_models_for(&caller))?;
     let mut response = Response::new(full_body(body));
     response

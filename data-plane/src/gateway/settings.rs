@@ -5,8 +5,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH
 use http::{HeaderMap, Response, StatusCode};
 use serde::Serialize;
 
-use super::{Gateway, RequestContext, ResponseBody, empty_body, full_body, unix_now_s};
-use crate::auth;
+use super::{Gateway, RequestContext, ResponseBody, empty_body, full_body};
 use crate::error::{ApiError, ErrorCode};
 
 #[derive(Serialize)]
@@ -21,9 +20,7 @@ pub(super) fn get(
     ctx: &mut RequestContext,
     headers: &HeaderMap,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let snapshot = gateway.snapshots.load().ok_or_else(ApiError::not_ready)?;
-    let caller = auth::authenticate(&snapshot, headers, unix_now_s())?;
-    ctx.key_id = Some(caller.log_id());
+    let (snapshot, caller) = gateway.admit(ctx, headers)?;
     let managed = snapshot
         .managed_settings(caller.group_ids())
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no managed settings apply to you"))?;

@@ -9,8 +9,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response};
 use http_body_util::Full;
 
-use super::{Gateway, RequestContext, ResponseBody, full_body, unix_now_s};
-use crate::auth;
+use super::{Gateway, RequestContext, ResponseBody, full_body};
 use crate::error::{ApiError, ErrorCode};
 use crate::request::{BodyError, check_declared_length, read_body};
 
@@ -47,9 +46,7 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let snapshot = gateway.snapshots.load().ok_or_else(ApiError::not_ready)?;
-    let caller = auth::authenticate(&snapshot, request.headers(), unix_now_s())?;
-    ctx.key_id = Some(caller.log_id());
+    let (snapshot, _caller) = gateway.admit(ctx, request.headers())?;
     let (parts, body) = request.into_parts();
     check_declared_length(&parts.headers, MAX_TELEMETRY_BYTES).map_err(body_error)?;
     let body = read_body(body, MAX_TELEMETRY_BYTES)
