@@ -17,6 +17,7 @@ mod catalogue;
 mod directory;
 pub mod identity;
 pub mod settings;
+pub mod spend;
 mod usage;
 
 use sqlx::PgPool;

@@ -128,6 +128,7 @@ fn routes(targets: Vec<policy::RouteTargetPolicyRow>) -> Vec<pb::Route> {
             provider_id: t.provider_id.to_string(),
             upstream_model: t.upstream_model,
             weight: u32::try_from(t.weight).unwrap_or(1),
+            price: None,
         };
         match routes.last_mut() {
             Some(route) if route.model == t.model_id => route.targets.push(target),

@@ -235,6 +235,7 @@ fn spawn_grpc_server(
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(SyncServer::new(sync))
             .add_service(crate::admin::settings::server(admin.clone()))
+            .add_service(crate::admin::spend::server(admin.clone()))
             .add_service(AdminServer::new(admin))
             .add_service(IdentityAdminServer::new(identity_admin))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()),

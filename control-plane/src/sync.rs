@@ -89,6 +89,22 @@ impl pb::sync_server::Sync for SyncService {
             duplicates: u32::try_from(total - inserted).unwrap_or(u32::MAX),
         }))
     }
+
+    async fn lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
+        self.authenticate(&request)?;
+        Err(Status::unimplemented("spend leases are not served yet"))
+    }
+
+    async fn spend_summary(
+        &self,
+        request: Request<pb::SpendSummaryRequest>,
+    ) -> Result<Response<pb::SpendSummaryResponse>, Status> {
+        self.authenticate(&request)?;
+        Err(Status::unimplemented("spend summaries are not served yet"))
+    }
 }
 
 /// The current snapshot (once there is one), then every newer one; versions strictly

@@ -6,16 +6,23 @@
 //! is pure: no I/O, no async runtime, no clock — callers pass `now`.
 
 mod access;
+mod budget;
 mod caller;
 mod credential;
+mod pricing;
 mod settings;
 mod snapshot;
 mod token;
 mod usage;
 
 pub use access::{AccessError, ModelAccess};
+pub use budget::{
+    AppliedBudget, Budget, BudgetScope, BudgetSettings, Budgets, CounterKey, OutageMode, Period,
+    Window, civil_from_unix_s, unix_s_from_civil,
+};
 pub use caller::{Caller, Session};
 pub use credential::{ApiKey, AuthError, Principal, PrincipalKind, secret_sha256};
+pub use pricing::{MICRO_USD_PER_USD, PriceRates, TargetPrice, UNIT_MULTIPLIER_BPS, format_usd};
 pub use settings::{ManagedSettings, SettingsDocument, canonical_json, checksum};
 pub use snapshot::{
     Group, InvalidSnapshot, Model, Provider, ProviderKind, Route, RouteTarget, Snapshot,

@@ -9,7 +9,9 @@ use secrecy::SecretString;
 use tollgate_proto::v1 as pb;
 
 use crate::access::{AccessError, ModelAccess};
+use crate::budget::Budgets;
 use crate::credential::{ApiKey, AuthError, Principal, PrincipalKind, secret_sha256};
+use crate::pricing::TargetPrice;
 use crate::settings::SettingsDocument;
 use crate::token::TokenVerifier;
 
@@ -58,6 +60,8 @@ pub struct RouteTarget {
     /// The model id sent upstream.
     pub upstream_model: String,
     pub weight: u32,
+    /// `None` when the model has no price and the fallback rule refuses it.
+    pub price: Option<Arc<TargetPrice>>,
 }
 
 /// Where requests for a client-facing model go, in order of preference.
@@ -125,6 +129,10 @@ pub enum InvalidSnapshot {
     SettingsForUnknownGroup { document: String, group: String },
     #[error("telemetry collector URL is invalid: {0}")]
     BadTelemetryUrl(String),
+    #[error("route for `{model}` has an invalid price: {reason}")]
+    BadPrice { model: String, reason: String },
+    #[error("budgets are invalid: {0}")]
+    BadBudget(String),
 }
 
 /// The validated, indexed policy a data plane enforces. Immutable once built.
@@ -147,9 +155,15 @@ pub struct Snapshot {
     /// In merge order: ascending priority, then name.
     settings_documents: Vec<SettingsDocument>,
     telemetry_collector_url: Option<String>,
+    budgets: Budgets,
 }
 
 impl Snapshot {
+    /// The spend caps and their settings.
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
     /// Finds the active key for a presented secret.
     pub fn authenticate(&self, secret: &str, now_unix_s: i64) -> Result<&Arc<ApiKey>, AuthError> {
         if secret.is_empty() {
@@ -243,6 +257,8 @@ impl TryFrom<pb::Snapshot> for Snapshot {
                     .map_err(|e| InvalidSnapshot::BadTelemetryUrl(e.to_string()))?,
             )
         };
+        let budgets =
+            Budgets::from_pb(pb.budgets, pb.budget_settings).map_err(InvalidSnapshot::BadBudget)?;
         let group_ids_by_name = groups
             .values()
             .map(|g| (g.name.clone(), g.id.clone()))
@@ -262,6 +278,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             default_group_ids: pb.default_group_ids,
             settings_documents,
             telemetry_collector_url,
+            budgets,
         })
     }
 }
@@ -435,7 +452,17 @@ fn convert_routes(
                         model: r.model.clone(),
                         provider: t.provider_id.clone(),
                     })?;
+            let price = t
+                .price
+                .map(TargetPrice::try_from)
+                .transpose()
+                .map_err(|reason| InvalidSnapshot::BadPrice {
+                    model: r.model.clone(),
+                    reason,
+                })?
+                .map(Arc::new);
             targets.push(RouteTarget {
+                price,
                 provider: provider.clone(),
                 upstream_model: if t.upstream_model.is_empty() {
                     r.model.clone()

@@ -36,6 +36,7 @@ pub(crate) fn sample_snapshot() -> pb::Snapshot {
             provider_id: "p-demo".into(),
             upstream_model: String::new(),
             weight: 1,
+            price: None,
         }],
     };
     pb::Snapshot {

@@ -232,5 +232,6 @@ fn to_proto(r: &UsageRecord) -> pb::UsageRecord {
         cache_creation_1h_tokens: r.cache_creation_1h_tokens,
         cache_read_tokens: r.cache_read_tokens,
         endpoint: r.endpoint.clone(),
+        ..pb::UsageRecord::default()
     }
 }

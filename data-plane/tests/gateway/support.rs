@@ -126,6 +126,22 @@ impl SyncService for FakeControlPlane {
         }
         Ok(tonic::Response::new(ack))
     }
+
+    async fn lease(
+        &self,
+        request: tonic::Request<pb::LeaseRequest>,
+    ) -> Result<tonic::Response<pb::LeaseResponse>, Status> {
+        check_token(&request)?;
+        Err(Status::unimplemented("no leases in this fake yet"))
+    }
+
+    async fn spend_summary(
+        &self,
+        request: tonic::Request<pb::SpendSummaryRequest>,
+    ) -> Result<tonic::Response<pb::SpendSummaryResponse>, Status> {
+        check_token(&request)?;
+        Err(Status::unimplemented("spend summaries are not served yet"))
+    }
 }
 
 // ---------------------------------------------------------------- snapshot
@@ -190,6 +206,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     provider_id: "p-up".into(),
                     upstream_model: "claude-sonnet-5-20990101".into(),
                     weight: 1,
+                    price: None,
                 }],
             },
             pb::Route {
@@ -198,6 +215,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     provider_id: "p-up".into(),
                     upstream_model: String::new(),
                     weight: 1,
+                    price: None,
                 }],
             },
             pb::Route {
@@ -206,6 +224,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     provider_id: "p-up".into(),
                     upstream_model: String::new(),
                     weight: 1,
+                    price: None,
                 }],
             },
             pb::Route {
@@ -214,6 +233,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     provider_id: "p-demo".into(),
                     upstream_model: String::new(),
                     weight: 1,
+                    price: None,
                 }],
             },
         ],

@@ -73,6 +73,7 @@ fn sample() -> pb::Snapshot {
                     provider_id: "p-demo".into(),
                     upstream_model: String::new(),
                     weight: 0,
+                    price: None,
                 }],
             },
             pb::Route {
@@ -81,6 +82,7 @@ fn sample() -> pb::Snapshot {
                     provider_id: "p-anth".into(),
                     upstream_model: "claude-opus-4-8-20260101".into(),
                     weight: 1,
+                    price: None,
                 }],
             },
         ],
