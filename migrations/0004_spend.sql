@@ -57,9 +57,11 @@ CREATE TABLE budgets (
         (scope = 'key'   AND api_key_id IS NOT NULL AND group_id IS NULL AND principal_id IS NULL)),
     CONSTRAINT budgets_per_member_groups_only CHECK (NOT per_member OR scope = 'group')
 );
--- One cap per scope target and period.
+-- One cap per scope target and period (the org's own caps have no target: the nil uuid stands
+-- in, since NULLs would never conflict).
 CREATE UNIQUE INDEX budgets_target_period_key ON budgets
-    (org_id, scope, coalesce(group_id, principal_id, api_key_id), period);
+    (org_id, scope, coalesce(group_id, principal_id, api_key_id,
+                             '00000000-0000-0000-0000-000000000000'::uuid), period);
 
 -- One row. Absent = defaults (closed, 30 s, 3 bytes/token, max_tokens as sent, no webhook).
 CREATE TABLE budget_settings (
@@ -80,6 +82,9 @@ CREATE TABLE spend_counters (
     subject_id       text NOT NULL DEFAULT '',
     window_start     timestamptz NOT NULL,
     spent_micro_usd  bigint NOT NULL DEFAULT 0 CHECK (spent_micro_usd >= 0),
+    -- When a lease was first refused for lack of room (the `spend.cap_reached` audit event is
+    -- written once per counter).
+    cap_reached_at   timestamptz,
     PRIMARY KEY (budget_id, subject_id, window_start)
 );
 

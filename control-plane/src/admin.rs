@@ -41,6 +41,11 @@ impl AdminService {
         AdminService { pool, org_id }
     }
 
+    /// The connection pool, for services sharing this one's key check (e.g. `SpendAdmin`).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn authenticate(&self, metadata: &MetadataMap) -> Result<(), Status> {
         let token = bearer(metadata)
             .filter(|t| t.starts_with(ADMIN_KEY_PREFIX))

@@ -21,6 +21,8 @@ pub enum CompileError {
         #[source]
         source: InvalidSnapshot,
     },
+    #[error("cannot price route targets: {0}")]
+    Pricing(String),
 }
 
 /// Reads the whole policy (core, identity, settings) and its version in one read-only
@@ -34,10 +36,14 @@ pub async fn compile(pool: &PgPool) -> Result<pb::Snapshot, CompileError> {
     let rows = policy::load(&mut tx).await?;
     let identity_rows = identity::load(&mut tx).await?;
     let settings_rows = crate::store::settings::load_policy(&mut tx).await?;
+    let budget_rows = budgets::load(&mut tx).await?;
+    let price_rows = crate::store::price::load(&mut tx).await?;
     tx.commit().await.map_err(StoreError::from)?;
     let mut snapshot = build(rows, chrono::Utc::now().timestamp_millis())?;
     identity::apply(&mut snapshot, identity_rows);
     settings::apply(&mut snapshot, settings_rows);
+    budgets::apply(&mut snapshot, budget_rows);
+    pricing::apply(&mut snapshot, &price_rows)?;
     validate(&snapshot)?;
     Ok(snapshot)
 }
@@ -159,7 +165,9 @@ pub fn provider_kind(kind: &str) -> pb::ProviderKind {
     }
 }
 
+pub(crate) mod budgets;
 mod identity;
+mod pricing;
 mod settings;
 #[cfg(test)]
 mod tests;

@@ -21,11 +21,13 @@ mod credential;
 mod error_report;
 mod http;
 pub mod identity;
+pub mod pricing;
 pub mod publisher;
 mod server;
 mod status;
 pub mod store;
 pub mod sync;
+mod webhook;
 
 pub use config::ControlPlaneConfig;
 pub use server::{ControlPlaneHandle, RunError, StartError, spawn};

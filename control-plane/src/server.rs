@@ -13,11 +13,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::v1::admin_server::AdminServer;
 use tollgate_proto::v1::identity_admin_server::IdentityAdminServer;
+use tollgate_proto::v1::spend_admin_server::SpendAdminServer;
 use tollgate_proto::v1::sync_server::SyncServer;
 use tracing::{info, warn};
 
 use crate::admin::AdminService;
 use crate::admin::identity::IdentityAdminService;
+use crate::admin::spend::SpendAdminService;
 use crate::bootstrap;
 use crate::config::ControlPlaneConfig;
 use crate::identity::{
@@ -78,6 +80,7 @@ pub struct ControlPlaneHandle {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     http: Option<JoinHandle<Result<(), io::Error>>>,
     publisher: JoinHandle<()>,
+    webhooks: JoinHandle<()>,
     stop: CancellationToken,
     pool: PgPool,
 }
@@ -94,13 +97,15 @@ impl ControlPlaneHandle {
             None => None,
         };
         let published = self.publisher.await;
+        let delivered = self.webhooks.await;
         self.pool.close().await;
         info!("control plane stopped");
         served.map_err(RunError::Task)?.map_err(RunError::Serve)?;
         if let Some(http) = http {
             http.map_err(RunError::Task)?.map_err(RunError::Http)?;
         }
-        published.map_err(RunError::Task)
+        published.map_err(RunError::Task)?;
+        delivered.map_err(RunError::Task)
     }
 }
 
@@ -158,7 +163,16 @@ pub async fn spawn(
     let sync = SyncService::new(pool.clone(), snapshots, config.sync_token, stop.clone());
     let admin = AdminService::new(pool.clone(), boot.org_id);
     let identity_admin = IdentityAdminService::new(admin.clone(), identity.clone());
-    let server = spawn_grpc_server(listener, sync, admin, identity_admin, stop.clone());
+    let spend_admin = crate::admin::spend::server(admin.clone(), identity.clone());
+    let webhooks = crate::webhook::spawn(pool.clone(), identity.clone(), stop.clone());
+    let server = spawn_grpc_server(
+        listener,
+        sync,
+        admin,
+        identity_admin,
+        spend_admin,
+        stop.clone(),
+    );
     let http = http_listener.map(|listener| {
         crate::http::spawn_http_server(
             listener,
@@ -175,6 +189,7 @@ pub async fn spawn(
         server,
         http,
         publisher,
+        webhooks,
         stop,
         pool,
     })
@@ -226,6 +241,7 @@ fn spawn_grpc_server(
     sync: SyncService,
     admin: AdminService,
     identity_admin: IdentityAdminService,
+    spend_admin: SpendAdminServer<SpendAdminService>,
     stop: CancellationToken,
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
     tokio::spawn(
@@ -235,7 +251,7 @@ fn spawn_grpc_server(
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(SyncServer::new(sync))
             .add_service(crate::admin::settings::server(admin.clone()))
-            .add_service(crate::admin::spend::server(admin.clone()))
+            .add_service(spend_admin)
             .add_service(AdminServer::new(admin))
             .add_service(IdentityAdminServer::new(identity_admin))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()),

@@ -12,10 +12,12 @@ pub(crate) mod identity;
 pub(crate) mod model;
 pub(crate) mod org;
 pub(crate) mod policy;
+pub(crate) mod price;
 pub(crate) mod principal;
 pub(crate) mod provider;
 pub(crate) mod route;
 pub(crate) mod settings;
+pub mod spend;
 pub(crate) mod usage;
 
 use std::str::FromStr;

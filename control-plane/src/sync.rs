@@ -1,4 +1,5 @@
-//! The `Sync` gRPC service data planes call: the snapshot stream and usage reporting.
+//! The `Sync` gRPC service data planes call: the snapshot stream, usage reporting (stored and
+//! charged to spend counters in one transaction), spend leases and spend summaries.
 //! Every call needs `authorization: Bearer <sync token>`.
 
 mod usage;
@@ -16,6 +17,7 @@ use tracing::info;
 use crate::credential::{bearer, secrets_match};
 use crate::publisher::SnapshotReceiver;
 use crate::store;
+use crate::store::spend::{self, lease};
 
 /// The `Sync` service.
 #[derive(Clone)]
@@ -81,7 +83,7 @@ impl pb::sync_server::Sync for SyncService {
         self.authenticate(&request)?;
         let records = usage::validate(request.into_inner().records)
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
-        let inserted = store::usage::insert(&self.pool, &records).await?;
+        let inserted = retry_aborted(|| store::usage::insert(&self.pool, &records)).await?;
         let total = records.len() as u64;
         let inserted = inserted.min(total);
         Ok(Response::new(pb::UsageAck {
@@ -95,7 +97,44 @@ impl pb::sync_server::Sync for SyncService {
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
         self.authenticate(&request)?;
-        Err(Status::unimplemented("spend leases are not served yet"))
+        let req = request.into_inner();
+        let asks = req
+            .asks
+            .iter()
+            .enumerate()
+            .map(|(i, ask)| {
+                let key = ask.counter.clone().unwrap_or_default();
+                let counter = spend::Counter::from_pb(&key)
+                    .map_err(|reason| Status::invalid_argument(format!("ask {i}: {reason}")))?;
+                Ok(lease::Ask {
+                    counter,
+                    need: spend::to_micro(ask.need_micro_usd),
+                    want: spend::to_micro(ask.want_micro_usd),
+                    release: spend::to_micro(ask.release_micro_usd),
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let now = chrono::Utc::now();
+        let outcome =
+            retry_aborted(|| lease::lease(&self.pool, &req.data_plane_id, &asks, now)).await?;
+        Ok(Response::new(pb::LeaseResponse {
+            granted: outcome.granted,
+            blocked_index: u32::try_from(outcome.blocked_index).unwrap_or(u32::MAX),
+            server_time_unix_ms: now.timestamp_millis(),
+            counters: outcome
+                .counters
+                .into_iter()
+                .map(|c| pb::CounterState {
+                    counter: Some(c.counter.to_pb()),
+                    granted_micro_usd: spend::from_micro(c.granted),
+                    limit_micro_usd: spend::from_micro(c.limit),
+                    spent_micro_usd: spend::from_micro(c.spent),
+                    leased_micro_usd: spend::from_micro(c.leased),
+                    lease_expires_at_unix_ms: c.expires_at.timestamp_millis(),
+                    lease_reset: c.lease_reset,
+                })
+                .collect(),
+        }))
     }
 
     async fn spend_summary(
@@ -103,7 +142,34 @@ impl pb::sync_server::Sync for SyncService {
         request: Request<pb::SpendSummaryRequest>,
     ) -> Result<Response<pb::SpendSummaryResponse>, Status> {
         self.authenticate(&request)?;
-        Err(Status::unimplemented("spend summaries are not served yet"))
+        let req = request.into_inner();
+        let principal_id = uuid::Uuid::parse_str(&req.principal_id)
+            .map_err(|_| Status::invalid_argument("principal_id is not a UUID"))?;
+        let s = spend::report::summary(&self.pool, principal_id, chrono::Utc::now()).await?;
+        Ok(Response::new(pb::SpendSummaryResponse {
+            day_micro_usd: spend::from_micro(s.day_micro_usd),
+            week_micro_usd: spend::from_micro(s.week_micro_usd),
+            month_micro_usd: spend::from_micro(s.month_micro_usd),
+            day_start_unix_s: s.day_start_unix_s,
+            week_start_unix_s: s.week_start_unix_s,
+            month_start_unix_s: s.month_start_unix_s,
+        }))
+    }
+}
+
+/// Runs a store transaction again (up to three times in all) when a concurrent one made it
+/// abort (deadlock or serialization failure); the ledger's lock ordering makes that rare.
+async fn retry_aborted<T, F, Fut>(mut run: F) -> Result<T, store::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, store::StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match run().await {
+            Err(store::StoreError::Aborted(_)) if attempt < 3 => attempt += 1,
+            other => return other,
+        }
     }
 }
 

@@ -11,16 +11,19 @@ use tollgate_proto::v1::spend_admin_server::SpendAdminServer;
 use tonic::{Request, Response, Status};
 
 use super::AdminService;
+use crate::identity::Identity;
 
-/// The `SpendAdmin` service, sharing `Admin`'s pool, organisation and key check.
+/// The `SpendAdmin` service, sharing `Admin`'s pool, organisation and key check; the
+/// identity service's secrets key seals the alert webhook secret.
 #[derive(Clone)]
 pub struct SpendAdminService {
     admin: AdminService,
+    identity: Identity,
 }
 
 /// The tonic server for `SpendAdmin`.
-pub fn server(admin: AdminService) -> SpendAdminServer<SpendAdminService> {
-    SpendAdminServer::new(SpendAdminService { admin })
+pub fn server(admin: AdminService, identity: Identity) -> SpendAdminServer<SpendAdminService> {
+    SpendAdminServer::new(SpendAdminService { admin, identity })
 }
 
 type Reply<T> = Result<Response<T>, Status>;

@@ -4,6 +4,7 @@ use chrono::DateTime;
 use tollgate_proto::v1 as pb;
 use uuid::Uuid;
 
+use crate::store::spend::Counter;
 use crate::store::usage::UsageRecordRow;
 
 /// A record the batch is refused for; names the record so the data plane can log it.
@@ -39,6 +40,20 @@ fn convert(r: pb::UsageRecord) -> Result<UsageRecordRow, String> {
     }
     let started_at = DateTime::from_timestamp_millis(r.started_at_unix_ms)
         .ok_or_else(|| "started_at_unix_ms is out of range".to_owned())?;
+    let mut charges: Vec<Counter> = Vec::with_capacity(r.charges.len());
+    for key in &r.charges {
+        let counter = Counter::from_pb(key)?;
+        if !charges.contains(&counter) {
+            charges.push(counter);
+        }
+    }
+    let mut group_ids: Vec<Uuid> = Vec::with_capacity(r.group_ids.len());
+    for g in &r.group_ids {
+        let id = Uuid::parse_str(g).map_err(|_| format!("group id `{g}` is not a UUID"))?;
+        if !group_ids.contains(&id) {
+            group_ids.push(id);
+        }
+    }
     Ok(UsageRecordRow {
         request_id,
         data_plane_id: r.data_plane_id,
@@ -58,6 +73,10 @@ fn convert(r: pb::UsageRecord) -> Result<UsageRecordRow, String> {
         cache_creation_5m_tokens: to_i64("cache_creation_5m_tokens", r.cache_creation_5m_tokens)?,
         cache_creation_1h_tokens: to_i64("cache_creation_1h_tokens", r.cache_creation_1h_tokens)?,
         cache_read_tokens: to_i64("cache_read_tokens", r.cache_read_tokens)?,
+        cost_micro_usd: to_i64("cost_micro_usd", r.cost_micro_usd)?,
+        group_ids,
+        price_source: r.price_source,
+        charges,
     })
 }
 
@@ -128,6 +147,41 @@ mod tests {
         bad.output_tokens = u64::MAX;
         let err = validate(vec![bad]).unwrap_err();
         assert!(err.reason.contains("output_tokens"));
+    }
+
+    #[test]
+    fn cost_groups_and_charges_are_carried_and_charges_deduplicated() {
+        let mut r = record();
+        r.cost_micro_usd = 1234;
+        r.price_source = "catalogue".to_owned();
+        let group = Uuid::now_v7();
+        r.group_ids = vec![group.to_string()];
+        let key = pb::CounterKey {
+            budget_id: Uuid::now_v7().to_string(),
+            subject_id: String::new(),
+            window_start_unix_s: 1_700_000_000,
+        };
+        r.charges = vec![key.clone(), key];
+        let rows = validate(vec![r]).unwrap();
+        assert_eq!(rows[0].cost_micro_usd, 1234);
+        assert_eq!(rows[0].group_ids, vec![group]);
+        assert_eq!(rows[0].price_source, "catalogue");
+        assert_eq!(rows[0].charges.len(), 1);
+    }
+
+    #[test]
+    fn malformed_charge_is_refused() {
+        let mut bad = record();
+        bad.charges = vec![pb::CounterKey {
+            budget_id: "nope".to_owned(),
+            ..Default::default()
+        }];
+        assert!(
+            validate(vec![bad])
+                .unwrap_err()
+                .reason
+                .contains("budget_id")
+        );
     }
 
     #[test]

@@ -1,0 +1,218 @@
+//! Explaining caps: every budget that applies to a user (or an API key), its counter in the
+//! current window, what is spent and leased out, and whether it blocks a request now.
+//!
+//! A user's groups are the union of their `group_members` rows (what API keys carry) and the
+//! group names of their latest unrevoked sign-in session (`sessions.groups`, what their gateway
+//! tokens carry). For a user, caps on their unrevoked keys are listed too; such a cap blocks
+//! only requests made with that key, so it does not make the user `blocked`.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tollgate_policy::{Window, format_usd};
+use uuid::Uuid;
+
+use super::budgets::{BudgetRow, SELECT, resolve_principal};
+use super::{Counter, counter_state, from_micro, parse_period};
+use crate::store::{StoreError, parse_uuid};
+
+/// One cap that applies, with its standing now.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    pub budget: BudgetRow,
+    pub counter: Counter,
+    pub spent: i64,
+    pub leased: i64,
+    pub remaining: i64,
+    pub window: Window,
+    /// Nothing is left (spent + leased ≥ limit).
+    pub blocks: bool,
+    /// A key cap listed for a user: it applies only to requests with that key.
+    pub key_only: bool,
+    pub explanation: String,
+}
+
+/// Every cap that applies to one principal.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub principal_id: Uuid,
+    pub principal_name: String,
+    pub group_names: Vec<String>,
+    pub standings: Vec<Standing>,
+    pub blocked: bool,
+}
+
+/// Explains the caps of `user` (id, email or service-account name) or of `api_key_id` (the
+/// key's caps plus its owner's) at `now`. An unknown user or key is `NotFound`.
+pub async fn explain(
+    pool: &PgPool,
+    org_id: Uuid,
+    user: Option<&str>,
+    api_key_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Explanation, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let key: Option<(Uuid, Uuid)> = match api_key_id {
+        Some(k) => {
+            let row: Option<(Uuid, Uuid)> = sqlx::query_as(
+                "SELECT k.id, k.principal_id FROM api_keys k JOIN principals p \
+                 ON p.id = k.principal_id WHERE k.id = $1 AND p.org_id = $2",
+            )
+            .bind(parse_uuid(k))
+            .bind(org_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            Some(row.ok_or_else(|| StoreError::NotFound(format!("API key `{k}` not found")))?)
+        }
+        None => None,
+    };
+    let principal_id = match (user, key) {
+        (Some(u), key) => {
+            let id = match resolve_principal(&mut tx, org_id, u).await {
+                Err(StoreError::InvalidArgument(msg)) => Err(StoreError::NotFound(msg)),
+                other => other,
+            }?;
+            if key.is_some_and(|(_, owner)| owner != id) {
+                return Err(StoreError::InvalidArgument(format!(
+                    "API key does not belong to `{u}`"
+                )));
+            }
+            id
+        }
+        (None, Some((_, owner))) => owner,
+        (None, None) => {
+            return Err(StoreError::InvalidArgument(
+                "name a user or an API key to explain".to_owned(),
+            ));
+        }
+    };
+    let principal_name: String =
+        sqlx::query_scalar("SELECT COALESCE(email, name) FROM principals WHERE id = $1")
+            .bind(principal_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let session_groups = key.is_none();
+    let groups: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT g.id, g.name FROM groups g WHERE g.org_id = $1 AND ( \
+           g.id IN (SELECT group_id FROM group_members WHERE principal_id = $2) \
+           OR ($3 AND g.name = ANY(COALESCE((SELECT s.groups FROM sessions s \
+             WHERE s.principal_id = $2 AND s.revoked_at IS NULL \
+             ORDER BY s.last_refreshed_at DESC LIMIT 1), '{}')))) \
+         ORDER BY g.name",
+    )
+    .bind(org_id)
+    .bind(principal_id)
+    .bind(session_groups)
+    .fetch_all(&mut *tx)
+    .await?;
+    let group_ids: Vec<Uuid> = groups.iter().map(|g| g.0).collect();
+    let key_ids: Vec<Uuid> = match key {
+        Some((id, _)) => vec![id],
+        None => {
+            sqlx::query_scalar(
+                "SELECT id FROM api_keys WHERE principal_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(principal_id)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+    };
+    let sql = format!(
+        "{SELECT} WHERE b.org_id = $1 AND (b.scope = 'org' OR b.group_id = ANY($2) \
+         OR b.principal_id = $3 OR b.api_key_id = ANY($4)) \
+         ORDER BY array_position(ARRAY['org','group','user','key'], b.scope), scope_name, \
+         array_position(ARRAY['daily','weekly','monthly'], b.period)"
+    );
+    let budgets: Vec<BudgetRow> = sqlx::query_as(&sql)
+        .bind(org_id)
+        .bind(&group_ids)
+        .bind(principal_id)
+        .bind(&key_ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut standings = Vec::with_capacity(budgets.len());
+    for budget in budgets {
+        let Some(period) = parse_period(&budget.period) else {
+            continue;
+        };
+        let window = period.window(now.timestamp());
+        let counter = Counter {
+            budget_id: budget.id,
+            subject_id: if budget.per_member {
+                principal_id.to_string()
+            } else {
+                String::new()
+            },
+            window_start: DateTime::from_timestamp(window.start_unix_s, 0).unwrap_or(now),
+        };
+        let (spent, leased) = counter_state(&mut tx, &counter, now).await?;
+        let remaining = budget
+            .limit_micro_usd
+            .saturating_sub(spent)
+            .saturating_sub(leased)
+            .max(0);
+        let blocks = spent.saturating_add(leased) >= budget.limit_micro_usd;
+        let key_only = budget.scope == "key" && key.is_none();
+        let explanation = sentence(&budget, spent, leased, remaining, window, blocks, key_only);
+        standings.push(Standing {
+            budget,
+            counter,
+            spent,
+            leased,
+            remaining,
+            window,
+            blocks,
+            key_only,
+            explanation,
+        });
+    }
+    tx.commit().await?;
+    let blocked = standings.iter().any(|s| s.blocks && !s.key_only);
+    Ok(Explanation {
+        principal_id,
+        principal_name,
+        group_names: groups.into_iter().map(|g| g.1).collect(),
+        standings,
+        blocked,
+    })
+}
+
+/// e.g. "group eng (shared pool) daily: $12.40 of $20.00 used, $1.00 leased out, $6.60 left;
+/// resets 2026-11-23 00:00 UTC".
+fn sentence(
+    budget: &BudgetRow,
+    spent: i64,
+    leased: i64,
+    remaining: i64,
+    window: Window,
+    blocks: bool,
+    key_only: bool,
+) -> String {
+    let what = match budget.scope.as_str() {
+        "org" => "org".to_owned(),
+        "group" if budget.per_member => format!("group {} (per member)", budget.scope_name),
+        "group" => format!("group {} (shared pool)", budget.scope_name),
+        "user" => format!("user {}", budget.scope_name),
+        _ => format!("key {}", budget.scope_name),
+    };
+    let resets = DateTime::from_timestamp(window.end_unix_s, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let mut line = format!(
+        "{what} {}: {} of {} used, {} leased out, {} left; resets {resets}",
+        budget.period,
+        format_usd(from_micro(spent)),
+        format_usd(from_micro(budget.limit_micro_usd)),
+        format_usd(from_micro(leased)),
+        format_usd(from_micro(remaining)),
+    );
+    match (blocks, key_only) {
+        (true, true) => line.push_str(" — blocks requests made with this key"),
+        (true, false) => line.push_str(" — blocks requests now"),
+        (false, true) => line.push_str(" (applies only to requests made with this key)"),
+        (false, false) => {}
+    }
+    line
+}
