@@ -1,13 +1,18 @@
-//! The per-request hot spots: body field extraction, SSE usage scanning, key lookup.
+//! The per-request hot spots: body field extraction, SSE usage scanning, key lookup, and
+//! spend-cap admission on the fast path (a leased slice held, no control-plane call).
 //!
 //! `cargo bench -p tollgate-data-plane --bench hot_path`
 
 use std::hint::black_box;
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tollgate_data_plane::budget::Ledger;
 use tollgate_data_plane::meter::SseUsageScanner;
 use tollgate_data_plane::request::extract_fields;
-use tollgate_policy::{Snapshot, secret_sha256};
+use tollgate_policy::{Caller, CounterKey, Snapshot, TargetPrice, secret_sha256};
 use tollgate_proto::v1 as pb;
 
 /// A Claude Code-like request body of about 50 KB.
@@ -77,6 +82,107 @@ fn snapshot_with_keys(n: usize) -> Option<Snapshot> {
     .ok()
 }
 
+/// An org monthly cap, a group daily pool and a user weekly cap, all applying to `u1`.
+fn snapshot_with_caps() -> Option<Snapshot> {
+    let budget =
+        |id: &str, scope: pb::BudgetScope, scope_id: &str, period: pb::BudgetPeriod| pb::Budget {
+            id: id.into(),
+            scope: scope as i32,
+            scope_id: scope_id.into(),
+            period: period as i32,
+            limit_micro_usd: 1_000_000_000,
+            per_member: false,
+            alert_thresholds_percent: vec![80],
+        };
+    Snapshot::try_from(pb::Snapshot {
+        version: 1,
+        groups: vec![pb::Group {
+            id: "g".into(),
+            name: "g".into(),
+            allowed_models: vec!["*".into()],
+        }],
+        api_keys: vec![pb::ApiKey {
+            id: "k1".into(),
+            secret_sha256: secret_sha256("tg_secret_1").to_vec(),
+            principal_id: "u1".into(),
+            principal_kind: pb::PrincipalKind::User as i32,
+            group_ids: vec!["g".into()],
+            ..Default::default()
+        }],
+        budgets: vec![
+            budget("b-org", pb::BudgetScope::Org, "", pb::BudgetPeriod::Monthly),
+            budget("b-g", pb::BudgetScope::Group, "g", pb::BudgetPeriod::Daily),
+            budget("b-u", pb::BudgetScope::User, "u1", pb::BudgetPeriod::Weekly),
+        ],
+        ..Default::default()
+    })
+    .ok()
+}
+
+fn sonnet_price() -> Option<TargetPrice> {
+    TargetPrice::try_from(pb::TargetPrice {
+        base: Some(pb::PriceRates {
+            input: 3_000_000,
+            output: 15_000_000,
+            cache_write_5m: 3_750_000,
+            cache_write_1h: 6_000_000,
+            cache_read: 300_000,
+        }),
+        multiplier_bps: 10_000,
+        source: "catalogue:claude-sonnet-5".into(),
+        ..Default::default()
+    })
+    .ok()
+}
+
+/// Spend-cap admission far from the caps: find the applicable caps, estimate, reserve on
+/// every counter from the held slices, then settle (as the response end would).
+fn budget_fast_path(c: &mut Criterion, body_len: usize) {
+    let (Some(snapshot), Some(price)) = (snapshot_with_caps(), sonnet_price()) else {
+        return;
+    };
+    let now_unix_s = 1_800_000_000;
+    let Ok(key) = snapshot.authenticate("tg_secret_1", now_unix_s) else {
+        return;
+    };
+    let caller = Caller::Key(key.clone());
+    let budgets = snapshot.budgets();
+    let ledger = Ledger::new();
+    for applied in budgets.applicable(&caller, now_unix_s) {
+        ledger.seed(
+            applied.counter,
+            u64::MAX / 4,
+            applied.budget.limit_micro_usd,
+            Duration::from_secs(3_600),
+        );
+    }
+    let mut group = c.benchmark_group("budget");
+    let counters: Vec<CounterKey> = budgets
+        .applicable(&caller, now_unix_s)
+        .into_iter()
+        .map(|a| a.counter)
+        .collect();
+    group.bench_function("ledger_reserve_settle_3_counters", |b| {
+        b.iter(|| {
+            let now = Instant::now();
+            let rep = ledger.try_reserve(black_box(&counters), 480_000, now);
+            ledger.settle(&counters, 480_000, 2_640);
+            rep.map(|r| r.index)
+        })
+    });
+    group.bench_function("admit_fast_path_3_caps", |b| {
+        b.iter(|| {
+            let applied = budgets.applicable(black_box(&caller), now_unix_s);
+            let estimate = budgets.settings.estimate(&price, body_len, 32_000);
+            let counters: Arc<[CounterKey]> = applied.iter().map(|a| a.counter.clone()).collect();
+            let rep = ledger.try_reserve(&counters, estimate, Instant::now());
+            ledger.settle(&counters, estimate, 2_640);
+            rep.map(|r| r.index)
+        })
+    });
+    group.finish();
+}
+
 fn hot_path(c: &mut Criterion) {
     let body = claude_code_body();
     let mut group = c.benchmark_group("request");
@@ -109,6 +215,8 @@ fn hot_path(c: &mut Criterion) {
             })
         });
     }
+
+    budget_fast_path(c, body.len());
 }
 
 criterion_group!(benches, hot_path);

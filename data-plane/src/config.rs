@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::budget::Clock;
+
 /// How to run a data plane. Policy (keys, models, routes, providers) is not here: it arrives
 /// from the control plane in snapshots.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct DataPlaneConfig {
     /// data plane forwards `/.well-known/oauth-authorization-server`, `/oauth/…` and
     /// `/device` there; `None` answers them 404.
     pub control_plane_http_url: Option<String>,
+    /// The clock spend windows (UTC day, week, month) are read from: the system clock,
+    /// or a manual one in tests.
+    pub clock: Clock,
 }
 
 impl DataPlaneConfig {
@@ -57,6 +62,7 @@ impl DataPlaneConfig {
             spool_path: None,
             shutdown_drain_timeout: Duration::from_secs(30),
             control_plane_http_url: None,
+            clock: Clock::system(),
         }
     }
 

@@ -1,4 +1,5 @@
-//! The gRPC connection to the control plane, shared by snapshot sync and usage shipping.
+//! The gRPC connection to the control plane, shared by snapshot sync, usage shipping and
+//! spend leases.
 //!
 //! One lazily connected channel (it reconnects by itself); every call carries the sync token
 //! as `authorization: Bearer …`.
@@ -6,11 +7,14 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use tollgate_proto::v1 as pb;
 use tollgate_proto::v1::sync_client::SyncClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::budget::{CounterState, LeaseAsk, LeaseReply, SpendCallError, SpendSummary};
 
 /// The `Sync` service client with the sync token attached.
 pub(crate) type SyncApi = SyncClient<InterceptedService<Channel, BearerToken>>;
@@ -62,4 +66,84 @@ pub(crate) fn sync_api(url: &str, token: &SecretString) -> Result<SyncApi, Conne
         endpoint.connect_lazy(),
         BearerToken(value),
     ))
+}
+
+/// A spend call (`Lease`, `SpendSummary`) may take this long before it counts as failed.
+const SPEND_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One `Lease` call: grants, renewals and releases for `asks`, atomically.
+pub(crate) async fn lease(
+    api: &SyncApi,
+    data_plane_id: &str,
+    asks: &[LeaseAsk],
+) -> Result<LeaseReply, SpendCallError> {
+    let request = pb::LeaseRequest {
+        data_plane_id: data_plane_id.to_owned(),
+        asks: asks
+            .iter()
+            .map(|a| pb::LeaseAsk {
+                counter: Some(pb::CounterKey::from(&a.counter)),
+                need_micro_usd: a.need,
+                want_micro_usd: a.want,
+                release_micro_usd: a.release,
+            })
+            .collect(),
+    };
+    let mut request = tonic::Request::new(request);
+    request.set_timeout(SPEND_CALL_TIMEOUT);
+    let mut api = api.clone();
+    let reply = tokio::time::timeout(SPEND_CALL_TIMEOUT, api.lease(request))
+        .await
+        .map_err(|_| SpendCallError::unreachable("lease call timed out"))?
+        .map_err(|status| SpendCallError::from_status(&status))?
+        .into_inner();
+    if reply.counters.len() != asks.len() {
+        return Err(SpendCallError::refused(format!(
+            "lease answer has {} counters for {} asks",
+            reply.counters.len(),
+            asks.len()
+        )));
+    }
+    let server_time = reply.server_time_unix_ms;
+    Ok(LeaseReply {
+        granted: reply.granted,
+        blocked_index: usize::try_from(reply.blocked_index).unwrap_or(usize::MAX),
+        counters: reply
+            .counters
+            .into_iter()
+            .map(|c| CounterState {
+                granted: c.granted_micro_usd,
+                limit: c.limit_micro_usd,
+                spent: c.spent_micro_usd,
+                lease_reset: c.lease_reset,
+                expires_in: (server_time > 0 && c.lease_expires_at_unix_ms > 0)
+                    .then(|| {
+                        let ms = c.lease_expires_at_unix_ms.saturating_sub(server_time);
+                        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                    }),
+            })
+            .collect(),
+    })
+}
+
+/// Day-, week- and month-to-date spend of one principal.
+pub(crate) async fn spend_summary(
+    api: &SyncApi,
+    principal_id: &str,
+) -> Result<SpendSummary, SpendCallError> {
+    let mut request = tonic::Request::new(pb::SpendSummaryRequest {
+        principal_id: principal_id.to_owned(),
+    });
+    request.set_timeout(SPEND_CALL_TIMEOUT);
+    let mut api = api.clone();
+    let reply = tokio::time::timeout(SPEND_CALL_TIMEOUT, api.spend_summary(request))
+        .await
+        .map_err(|_| SpendCallError::unreachable("spend summary timed out"))?
+        .map_err(|status| SpendCallError::from_status(&status))?
+        .into_inner();
+    Ok(SpendSummary {
+        day: reply.day_micro_usd,
+        week: reply.week_micro_usd,
+        month: reply.month_micro_usd,
+    })
 }

@@ -8,11 +8,15 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
+use crate::budget::{CapReached, fetch_error_headers};
 use crate::gateway::{ResponseBody, full_body};
+
+/// How long a client is told to wait when the spend cap cannot be checked.
+const SPEND_UNAVAILABLE_RETRY_AFTER_S: u64 = 60;
 
 /// What went wrong, as far as the client is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +30,7 @@ pub enum ErrorCode {
     MethodNotAllowed,
     RequestTooLarge,
     RateLimited,
-    /// A spend cap is reached.
+    /// A spend cap is reached, or cannot be checked and the gateway fails closed.
     BudgetExceeded,
     /// The route's provider cannot answer this endpoint.
     NotSupported,
@@ -114,6 +118,8 @@ pub struct ApiError {
     pub should_retry: Option<bool>,
     /// Seconds, sent as `retry-after`.
     pub retry_after: Option<u64>,
+    /// Further response headers (Claude Code's spend headers on a refusal).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -123,6 +129,32 @@ impl ApiError {
             message: message.into(),
             should_retry: code.never_retry().then_some(false),
             retry_after: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// `429 billing_error`: a spend cap is reached. Says which cap, how much and when it
+    /// resets; carries the §D headers; never retried.
+    pub(crate) fn spend_cap_reached(cap: &CapReached) -> Self {
+        ApiError {
+            retry_after: Some(cap.retry_after_s()),
+            headers: cap.headers(),
+            ..ApiError::new(ErrorCode::BudgetExceeded, cap.message()).no_retry()
+        }
+    }
+
+    /// `429 billing_error` with `fetch_error`: the control plane cannot be asked, the
+    /// leases are used up and the outage mode is `closed`.
+    pub(crate) fn spend_unavailable() -> Self {
+        ApiError {
+            retry_after: Some(SPEND_UNAVAILABLE_RETRY_AFTER_S),
+            headers: fetch_error_headers(),
+            ..ApiError::new(
+                ErrorCode::BudgetExceeded,
+                "Tollgate cannot check your spend cap right now (control plane unreachable); \
+                 try again in a minute.",
+            )
+            .no_retry()
         }
     }
 
@@ -187,6 +219,9 @@ impl ApiError {
         }
         if let Some(secs) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in self.headers {
+            headers.insert(name, value);
         }
         response
     }

@@ -6,7 +6,8 @@
 //! Each request logs exactly one line: here for unmetered responses, or by the usage
 //! record when the metered response ends.
 //!
-//! Besides the Messages API: `GET /managed/settings` (Claude Code managed settings),
+//! Besides the Messages API: `GET /api/oauth/usage` (spend against caps, for Claude Code's
+//! `/usage`), `GET /managed/settings` (Claude Code managed settings),
 //! `POST /v1/metrics|logs|traces` (OTLP relay) and the OAuth/device-flow paths, which are
 //! forwarded to the control plane's HTTP listener. Every bearer endpoint accepts an API key
 //! or a gateway access token (see `tollgate_policy::Snapshot::authenticate_bearer`).
@@ -16,6 +17,7 @@ mod messages;
 mod models;
 mod settings;
 mod telemetry;
+mod usage_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use uuid::Uuid;
 
+use crate::budget::Spend;
 use crate::error::{ApiError, ErrorCode};
 use crate::meter::{DrainPolicy, UpstreamBody};
 use crate::providers::Endpoint;
@@ -56,6 +59,8 @@ pub(crate) struct Gateway {
     pub drain: DrainPolicy,
     pub data_plane_id: String,
     pub max_body_bytes: usize,
+    /// Spend caps: the leased ledger, lease calls and the clock windows are read from.
+    pub spend: Arc<Spend>,
     /// Relays telemetry and forwards OAuth/device paths (short timeouts, own pool).
     pub side: SideChannels,
 }
@@ -104,6 +109,8 @@ enum Route {
     Models,
     Hello,
     ManagedSettings,
+    /// `GET /api/oauth/usage`
+    Usage,
     Telemetry(telemetry::Signal),
     /// OAuth / device-flow paths served by the control plane's HTTP listener.
     ControlPlane,
@@ -126,6 +133,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Misroute> {
         "/v1/models" => (Route::Models, "GET"),
         "/api/hello" => (Route::Hello, "GET, HEAD"),
         "/managed/settings" => (Route::ManagedSettings, "GET"),
+        "/api/oauth/usage" => (Route::Usage, "GET"),
         "/v1/metrics" => (Route::Telemetry(telemetry::Signal::Metrics), "POST"),
         "/v1/logs" => (Route::Telemetry(telemetry::Signal::Logs), "POST"),
         "/v1/traces" => (Route::Telemetry(telemetry::Signal::Traces), "POST"),
@@ -133,7 +141,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Misroute> {
     };
     let allowed = match route {
         Route::Provider(_) | Route::Telemetry(_) => method == Method::POST,
-        Route::Models | Route::ManagedSettings => method == Method::GET,
+        Route::Models | Route::ManagedSettings | Route::Usage => method == Method::GET,
         Route::ControlPlane => true,
         Route::Hello => method == Method::GET || method == Method::HEAD,
     };
@@ -179,6 +187,7 @@ impl Gateway {
             Ok(Route::Hello) => Ok(Response::new(empty_body())),
             Ok(Route::Models) => models::list(self, &mut ctx, request.headers()),
             Ok(Route::ManagedSettings) => settings::get(self, &mut ctx, request.headers()),
+            Ok(Route::Usage) => usage_api::get(self, &mut ctx, request.headers()).await,
             Ok(Route::Telemetry(signal)) => telemetry::relay(self, &mut ctx, request, signal).await,
             Ok(Route::ControlPlane) => forward::forward(self, request).await,
             Ok(Route::Provider(endpoint)) => {

@@ -7,14 +7,19 @@
 //! while serving: it keeps the last good snapshot, and usage waits in memory (or a local
 //! spool) until the control plane takes it.
 //!
+//! It enforces spend caps by spending from slices of them leased from the control plane
+//! (see [`budget`]); only when a slice runs short does a request wait for a lease call.
+//!
 //! Must not depend on a database (no sqlx). The request path works with `tollgate-policy`
-//! types only; protobuf types appear only in snapshot sync and usage shipping.
+//! types only; protobuf types appear only in snapshot sync, usage shipping and the
+//! control-plane client.
 //!
 //! Start one with [`spawn`]; stop it by cancelling the token passed in, then
 //! [`DataPlaneHandle::wait`].
 
 mod auth;
 mod backoff;
+pub mod budget;
 mod config;
 mod control_plane;
 mod error;
@@ -28,6 +33,7 @@ mod snapshot;
 mod upstream;
 mod usage;
 
+pub use budget::Clock;
 pub use config::{ConfigError, DataPlaneConfig};
 pub use error::ErrorCode;
 pub use server::{DataPlaneHandle, ShutdownError, StartError, spawn};

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::{Spend, spawn_lease_keeper};
 use crate::config::{ConfigError, DataPlaneConfig};
 use crate::control_plane::{ConnectError, sync_api};
 use crate::gateway::{Gateway, SideChannels};
@@ -65,6 +66,8 @@ pub struct DataPlaneHandle {
     listener: JoinHandle<()>,
     sync: JoinHandle<()>,
     drains: TaskTracker,
+    keeper: JoinHandle<()>,
+    lease_stop: CancellationToken,
     shipper: JoinHandle<Result<(), ShipperError>>,
     usage_stop: CancellationToken,
 }
@@ -108,6 +111,11 @@ pub async fn spawn(
     }
 
     let snapshots = Arc::new(SnapshotStore::default());
+    let spend = Arc::new(Spend::new(
+        api.clone(),
+        config.data_plane_id.clone(),
+        config.clock.clone(),
+    ));
     let (usage, queue) = usage_channel();
     let usage_stop = CancellationToken::new();
     let shipper = spawn_usage_shipper(
@@ -120,8 +128,11 @@ pub async fn spawn(
             final_flush_timeout: config.shutdown_drain_timeout,
             spool_path: config.spool_path.clone(),
         },
+        spend.ledger().clone(),
         usage_stop.clone(),
     );
+    let lease_stop = CancellationToken::new();
+    let keeper = spawn_lease_keeper(spend.clone(), snapshots.clone(), lease_stop.clone());
     let sync = spawn_snapshot_sync(
         api,
         snapshots.clone(),
@@ -144,6 +155,7 @@ pub async fn spawn(
         },
         data_plane_id: config.data_plane_id.clone(),
         max_body_bytes: config.max_body_bytes,
+        spend,
         side: SideChannels {
             client: UpstreamClient::new(config.upstream_connect_timeout, SIDE_FIRST_BYTE_TIMEOUT),
             control_plane_http_url: config
@@ -160,6 +172,8 @@ pub async fn spawn(
         listener,
         sync,
         drains,
+        keeper,
+        lease_stop,
         shipper,
         usage_stop,
     })
@@ -176,14 +190,18 @@ impl DataPlaneHandle {
         self.snapshots.wait_for_version(min, timeout).await
     }
 
-    /// Waits for the data plane to stop after its shutdown token is cancelled: the server
-    /// drained, metering of abandoned streams finished, and usage flushed (or spooled).
+    /// Waits for the data plane to stop after its shutdown token is cancelled, in order:
+    /// the server stopped accepting and drained, metering (and settling) of abandoned
+    /// streams finished, spend leases released, usage flushed (or spooled).
     pub async fn wait(self) -> Result<(), ShutdownError> {
         let task = |task| move |source| ShutdownError::Task { task, source };
         let listener = self.listener.await.map_err(task("listener"));
         // Streams whose client left keep being metered, bounded by the drain policy.
         self.drains.close();
         self.drains.wait().await;
+        // Everything has settled: hand the unused headroom of every lease back.
+        self.lease_stop.cancel();
+        let keeper = self.keeper.await.map_err(task("lease keeper"));
         let sync = self.sync.await.map_err(task("snapshot sync"));
         self.usage_stop.cancel();
         let shipped = match self.shipper.await {
@@ -191,6 +209,6 @@ impl DataPlaneHandle {
             Err(source) => Err(task("usage shipper")(source)),
         };
         tracing::info!("data plane stopped");
-        listener.and(sync).and(shipped)
+        listener.and(keeper).and(sync).and(shipped)
     }
 }

@@ -7,11 +7,14 @@
 mod shipper;
 mod spool;
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tollgate_policy::Usage;
+use tollgate_policy::{CounterKey, TargetPrice, Usage};
+
+use crate::budget::Reservation;
 
 pub use shipper::ShipperError;
 pub(crate) use shipper::{ShipperSettings, spawn_usage_shipper};
@@ -62,6 +65,47 @@ pub(crate) struct UsageRecord {
     pub cache_creation_5m_tokens: u64,
     pub cache_creation_1h_tokens: u64,
     pub cache_read_tokens: u64,
+    /// What the request cost in micro-USD (0 when nothing was billed). Records spooled by
+    /// earlier versions load with the spend fields empty.
+    #[serde(default)]
+    pub cost_micro_usd: u64,
+    /// Every spend counter the cost is charged to.
+    #[serde(default)]
+    pub charges: Vec<Charge>,
+    /// The caller's group ids at admission.
+    #[serde(default)]
+    pub group_ids: Vec<String>,
+    /// Where the price came from (`catalogue:…`, `override:…`, `fallback:…`).
+    #[serde(default)]
+    pub price_source: String,
+}
+
+/// One counter a usage record is charged to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Charge {
+    pub budget_id: String,
+    pub subject_id: String,
+    pub window_start_unix_s: i64,
+}
+
+impl From<&CounterKey> for Charge {
+    fn from(k: &CounterKey) -> Self {
+        Charge {
+            budget_id: k.budget_id.clone(),
+            subject_id: k.subject_id.clone(),
+            window_start_unix_s: k.window_start_unix_s,
+        }
+    }
+}
+
+impl From<&Charge> for CounterKey {
+    fn from(c: &Charge) -> Self {
+        CounterKey {
+            budget_id: c.budget_id.clone(),
+            subject_id: c.subject_id.clone(),
+            window_start_unix_s: c.window_start_unix_s,
+        }
+    }
 }
 
 impl UsageRecord {
@@ -95,12 +139,16 @@ impl UsageSink {
     }
 }
 
-/// A metered request in flight: becomes a [`UsageRecord`] when the response ends.
+/// A metered request in flight: becomes a [`UsageRecord`] when the response ends, and
+/// settles its spend reservation then. Dropped without finishing, the reservation is
+/// released.
 #[derive(Debug)]
 pub(crate) struct PendingUsage {
     record: UsageRecord,
     started: Instant,
     sink: UsageSink,
+    price: Option<Arc<TargetPrice>>,
+    reservation: Option<Reservation>,
 }
 
 impl PendingUsage {
@@ -111,7 +159,21 @@ impl PendingUsage {
             record,
             started,
             sink,
+            price: None,
+            reservation: None,
         }
+    }
+
+    /// Prices the usage at `price` and settles `reservation` (if the request is capped)
+    /// when the response ends.
+    pub(crate) fn with_spend(
+        mut self,
+        price: Option<Arc<TargetPrice>>,
+        reservation: Option<Reservation>,
+    ) -> Self {
+        self.price = price;
+        self.reservation = reservation;
+        self
     }
 
     pub(crate) fn status(&self) -> u16 {
@@ -122,9 +184,15 @@ impl PendingUsage {
         self.record.status = status;
     }
 
-    /// Records the request's usage and writes its log line.
+    /// Records the request's usage and cost, settles its reservation and writes its log
+    /// line.
     pub(crate) fn finish(mut self, usage: &Usage, outcome: Outcome) {
         self.record.set_usage(usage);
+        let cost = self.price.as_ref().map_or(0, |p| p.cost(usage));
+        self.record.cost_micro_usd = cost;
+        if let Some(reservation) = self.reservation.take() {
+            reservation.settle(cost);
+        }
         self.record.outcome = outcome;
         self.record.duration_ms =
             u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -139,6 +207,7 @@ impl PendingUsage {
             outcome = outcome.as_str(),
             input_tokens = r.input_tokens,
             output_tokens = r.output_tokens,
+            cost_micro_usd = r.cost_micro_usd,
             "request"
         );
         self.sink.send(self.record);
@@ -172,5 +241,13 @@ pub(crate) fn test_record(id: &str) -> UsageRecord {
         cache_creation_5m_tokens: 5,
         cache_creation_1h_tokens: 6,
         cache_read_tokens: 7,
+        cost_micro_usd: 8,
+        charges: vec![Charge {
+            budget_id: "b".into(),
+            subject_id: String::new(),
+            window_start_unix_s: 86_400,
+        }],
+        group_ids: vec!["g".into()],
+        price_source: "catalogue:m".into(),
     }
 }

@@ -99,3 +99,70 @@ fn upstream_statuses_map_to_codes() {
         assert_eq!(ErrorCode::for_upstream_status(status), code, "{status}");
     }
 }
+
+async fn body_json(response: Response<ResponseBody>) -> serde_json::Value {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn a_reached_cap_is_a_billing_error_with_spend_headers_and_no_retry() {
+    use tollgate_policy::{BudgetScope, Period, unix_s_from_civil};
+
+    use crate::budget::CounterUse;
+
+    let reset = unix_s_from_civil(2026, 11, 23);
+    let cap = CapReached {
+        scope: BudgetScope::Key,
+        group_pool: false,
+        label: "API key".into(),
+        period: Period::Daily,
+        usage: CounterUse {
+            used: 5_000_000,
+            limit: 5_000_000,
+        },
+        reset_unix_s: reset,
+        now_unix_s: reset - 90,
+    };
+    let response = ApiError::spend_cap_reached(&cap).into_response();
+    assert_eq!(response.status(), 429);
+    let h = response.headers().clone();
+    assert_eq!(h["x-should-retry"], "false");
+    assert_eq!(h["retry-after"], "90");
+    assert_eq!(h["anthropic-ratelimit-unified-status"], "rejected");
+    assert_eq!(
+        h["anthropic-ratelimit-unified-overage-disabled-reason"],
+        "key_spend_cap_reached"
+    );
+    let json = body_json(response).await;
+    assert_eq!(json["error"]["type"], "billing_error");
+    assert_eq!(
+        json["error"]["message"],
+        "You have reached your daily spend cap (API key, $5.00); it resets at 2026-11-23 \
+         00:00 UTC — ask your Tollgate admin if you need more before then."
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_control_plane_fails_closed_with_fetch_error() {
+    let response = ApiError::spend_unavailable().into_response();
+    assert_eq!(response.status(), 429);
+    let h = response.headers().clone();
+    assert_eq!(h["x-should-retry"], "false");
+    assert_eq!(h["retry-after"], "60");
+    assert_eq!(h["anthropic-ratelimit-unified-status"], "rejected");
+    assert_eq!(
+        h["anthropic-ratelimit-unified-overage-disabled-reason"],
+        "fetch_error"
+    );
+    assert!(
+        h.get("anthropic-ratelimit-unified-representative-claim")
+            .is_none()
+    );
+    let json = body_json(response).await;
+    assert_eq!(
+        json["error"]["message"],
+        "Tollgate cannot check your spend cap right now (control plane unreachable); try \
+         again in a minute."
+    );
+}

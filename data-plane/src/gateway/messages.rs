@@ -1,14 +1,20 @@
 //! `POST /v1/messages` and `POST /v1/messages/count_tokens`.
+//!
+//! Messages calls are priced (a target without a price is refused) and, when spend caps
+//! apply, admitted against them before anything goes upstream: the estimate is reserved on
+//! every counter, settled to the real cost when the response ends. `count_tokens` costs
+//! nothing and is never capped.
 
 use bytes::Bytes;
 use http::{Request, Response};
-use tollgate_policy::{AccessError, ProviderKind};
+use tollgate_policy::{AccessError, Caller, ProviderKind, RouteTarget, Snapshot};
 
 use super::{Gateway, RequestContext, ResponseBody};
+use crate::budget::{self, Admission, HeaderList, Reservation, success_headers};
 use crate::error::{ApiError, ErrorCode};
 use crate::providers::{self, Endpoint, ProviderCall};
-use crate::request::{BodyError, check_declared_length, extract_fields, read_body};
-use crate::usage::{Outcome, PendingUsage, UsageRecord, unix_ms};
+use crate::request::{BodyError, RequestFields, check_declared_length, extract_fields, read_body};
+use crate::usage::{Charge, Outcome, PendingUsage, UsageRecord, unix_ms};
 
 pub(super) async fn handle<B>(
     gateway: &Gateway,
@@ -38,7 +44,10 @@ where
         ApiError::new(ErrorCode::InvalidRequest, error.to_string())
     })?;
 
-    let pending = (endpoint == Endpoint::Messages).then(|| {
+    let mut spend_headers = None;
+    let pending = if endpoint == Endpoint::Messages {
+        let spend = admit_spend(gateway, &snapshot, &caller, target, &fields, body.len()).await?;
+        spend_headers = spend.headers;
         let record = UsageRecord {
             request_id: ctx.id.clone(),
             data_plane_id: gateway.data_plane_id.clone(),
@@ -58,9 +67,22 @@ where
             cache_creation_5m_tokens: 0,
             cache_creation_1h_tokens: 0,
             cache_read_tokens: 0,
+            cost_micro_usd: 0,
+            charges: spend.charges,
+            group_ids: caller.group_ids().to_vec(),
+            price_source: target
+                .price
+                .as_ref()
+                .map(|p| p.source.clone())
+                .unwrap_or_default(),
         };
-        PendingUsage::new(record, ctx.started, gateway.usage.clone())
-    });
+        Some(
+            PendingUsage::new(record, ctx.started, gateway.usage.clone())
+                .with_spend(target.price.clone(), spend.reservation),
+        )
+    } else {
+        None
+    };
     ctx.metered = pending.is_some();
     let call = ProviderCall {
         request_id: &ctx.id,
@@ -71,11 +93,91 @@ where
         target,
         pending,
     };
-    match &target.provider.kind {
-        ProviderKind::Demo => Ok(providers::demo::respond(gateway, call)),
+    let mut response = match &target.provider.kind {
+        ProviderKind::Demo => providers::demo::respond(gateway, call),
         ProviderKind::Anthropic { base_url, api_key } => {
-            providers::anthropic::forward(gateway, call, base_url, api_key).await
+            providers::anthropic::forward(gateway, call, base_url, api_key).await?
         }
+    };
+    if let Some(headers) = spend_headers
+        && response.status().is_success()
+    {
+        let map = response.headers_mut();
+        for (name, value) in headers {
+            map.insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// What spend admission hands to the rest of a Messages call.
+struct SpendAdmission {
+    /// Claude Code's headers for a success (only under a cap).
+    headers: Option<HeaderList>,
+    reservation: Option<Reservation>,
+    charges: Vec<Charge>,
+}
+
+/// Prices the request and, under caps, reserves its estimate on every counter.
+async fn admit_spend(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    caller: &Caller,
+    target: &RouteTarget,
+    fields: &RequestFields<'_>,
+    body_bytes: usize,
+) -> Result<SpendAdmission, ApiError> {
+    let Some(price) = target.price.as_ref() else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("model {} has no price configured", fields.model),
+        ));
+    };
+    let budgets = snapshot.budgets();
+    if budgets.is_empty() {
+        return Ok(SpendAdmission {
+            headers: None,
+            reservation: None,
+            charges: Vec::new(),
+        });
+    }
+    let now_unix_s = gateway.spend.clock().now_unix_s();
+    let applied = budget::distinct(budgets.applicable(caller, now_unix_s));
+    if applied.is_empty() {
+        return Ok(SpendAdmission {
+            headers: None,
+            reservation: None,
+            charges: Vec::new(),
+        });
+    }
+    let estimate = budgets
+        .settings
+        .estimate(price, body_bytes, fields.max_tokens.unwrap_or(0));
+    match gateway
+        .spend
+        .admit(&applied, estimate, &budgets.settings)
+        .await
+    {
+        Admission::Admitted {
+            reservation,
+            representative,
+        } => Ok(SpendAdmission {
+            headers: representative.and_then(|r| {
+                applied
+                    .get(r.index)
+                    .map(|a| success_headers(r.usage, a.window.end_unix_s))
+            }),
+            charges: reservation.counters().iter().map(Charge::from).collect(),
+            reservation: Some(reservation),
+        }),
+        Admission::Refused { index, usage } => {
+            let Some(applied) = applied.get(index).or_else(|| applied.first()) else {
+                return Err(ApiError::spend_unavailable());
+            };
+            let cap = budget::cap_reached(applied, usage, snapshot, now_unix_s);
+            Err(ApiError::spend_cap_reached(&cap))
+        }
+        Admission::Unavailable => Err(ApiError::spend_unavailable()),
     }
 }
 

@@ -12,6 +12,23 @@ use tollgate_proto::v1 as pb;
 use super::*;
 use crate::usage::{Outcome, UsageQueue, usage_channel};
 
+/// $3 / $15 per million input / output tokens.
+pub(crate) fn sample_price() -> pb::TargetPrice {
+    pb::TargetPrice {
+        base: Some(pb::PriceRates {
+            input: 3_000_000,
+            output: 15_000_000,
+            cache_write_5m: 3_750_000,
+            cache_write_1h: 6_000_000,
+            cache_read: 300_000,
+        }),
+        long_context_threshold_tokens: 0,
+        long_context: None,
+        multiplier_bps: 10_000,
+        source: "catalogue:claude-sonnet-5".into(),
+    }
+}
+
 pub(crate) fn sample_snapshot() -> pb::Snapshot {
     let key = |id: &str, secret: &str, groups: &[&str], expires: i64| pb::ApiKey {
         id: id.into(),
@@ -36,7 +53,7 @@ pub(crate) fn sample_snapshot() -> pb::Snapshot {
             provider_id: "p-demo".into(),
             upstream_model: String::new(),
             weight: 1,
-            price: None,
+            price: Some(sample_price()),
         }],
     };
     pb::Snapshot {
@@ -83,6 +100,15 @@ fn gateway(snapshot: Option<pb::Snapshot>, max_body_bytes: usize) -> (Gateway, U
         },
         data_plane_id: "dp-test".into(),
         max_body_bytes,
+        spend: Arc::new(crate::budget::Spend::new(
+            crate::control_plane::sync_api(
+                "http://127.0.0.1:9",
+                &secrecy::SecretString::from("token"),
+            )
+            .unwrap(),
+            "dp-test".into(),
+            crate::budget::Clock::system(),
+        )),
         side: SideChannels {
             client: UpstreamClient::new(Duration::from_secs(1), Duration::from_secs(1)),
             control_plane_http_url: None,
@@ -169,6 +195,9 @@ async fn unknown_paths_and_wrong_methods() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "POST");
     assert_error(&body, "invalid_request_error");
+    let (status, headers, _) = call(&gw, request("POST", "/api/oauth/usage", &[ADA], "")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET");
 }
 
 #[tokio::test]
@@ -282,6 +311,15 @@ async fn demo_answers_and_records_usage() {
         (record.status, record.stream, record.endpoint.as_str()),
         (200, false, "messages")
     );
+    // Priced whether or not a cap applies ($3 / $15 per million tokens); no caps, no charges.
+    assert_eq!(
+        record.cost_micro_usd,
+        record.input_tokens * 3 + record.output_tokens * 15
+    );
+    assert_eq!(record.price_source, "catalogue:claude-sonnet-5");
+    assert_eq!(record.group_ids, ["g-eng"]);
+    assert!(record.charges.is_empty());
+    assert!(headers.get("anthropic-ratelimit-unified-status").is_none());
 }
 
 #[tokio::test]

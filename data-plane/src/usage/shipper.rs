@@ -2,17 +2,20 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tollgate_policy::CounterKey;
 use tollgate_proto::v1 as pb;
 
 use super::spool::{SpoolError, remove_spool, write_spool};
 use super::{Outcome, UsageQueue, UsageRecord};
 use crate::backoff::Backoff;
+use crate::budget::Ledger;
 use crate::control_plane::SyncApi;
 
 /// One `ReportUsage` call may take this long before it counts as failed.
@@ -42,16 +45,19 @@ pub enum ShipperError {
 
 /// Starts the shipper. `spooled` (records read back from the spool) are sent first. Runs
 /// until `stop` is cancelled, then flushes what is queued (bounded by
-/// `final_flush_timeout`) and spools the rest.
+/// `final_flush_timeout`) and spools the rest. Acknowledged costs are noted in `ledger`
+/// (so utilisation counts each cost once, whether or not the control plane has it yet).
 pub(crate) fn spawn_usage_shipper(
     api: SyncApi,
     queue: UsageQueue,
     spooled: Vec<UsageRecord>,
     settings: ShipperSettings,
+    ledger: Arc<Ledger>,
     stop: CancellationToken,
 ) -> JoinHandle<Result<(), ShipperError>> {
     let shipper = Shipper {
         api,
+        ledger,
         queue,
         spooled_unacked: spooled.len(),
         pending: spooled.into(),
@@ -64,6 +70,7 @@ pub(crate) fn spawn_usage_shipper(
 
 struct Shipper {
     api: SyncApi,
+    ledger: Arc<Ledger>,
     queue: UsageQueue,
     /// Oldest first; only ever removed from the front, once acknowledged.
     pending: VecDeque<UsageRecord>,
@@ -154,7 +161,13 @@ impl Shipper {
             duplicates = ack.duplicates,
             "usage batch acknowledged"
         );
-        self.pending.drain(..count);
+        for record in self.pending.drain(..count) {
+            if record.cost_micro_usd > 0 && !record.charges.is_empty() {
+                let counters: Vec<CounterKey> =
+                    record.charges.iter().map(CounterKey::from).collect();
+                self.ledger.reported(&counters, record.cost_micro_usd);
+            }
+        }
         if self.spooled_unacked > 0 {
             self.spooled_unacked = self.spooled_unacked.saturating_sub(count);
             if self.spooled_unacked == 0
@@ -232,6 +245,17 @@ fn to_proto(r: &UsageRecord) -> pb::UsageRecord {
         cache_creation_1h_tokens: r.cache_creation_1h_tokens,
         cache_read_tokens: r.cache_read_tokens,
         endpoint: r.endpoint.clone(),
-        ..pb::UsageRecord::default()
+        cost_micro_usd: r.cost_micro_usd,
+        charges: r
+            .charges
+            .iter()
+            .map(|c| pb::CounterKey {
+                budget_id: c.budget_id.clone(),
+                subject_id: c.subject_id.clone(),
+                window_start_unix_s: c.window_start_unix_s,
+            })
+            .collect(),
+        group_ids: r.group_ids.clone(),
+        price_source: r.price_source.clone(),
     }
 }

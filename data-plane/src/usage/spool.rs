@@ -106,4 +106,20 @@ mod tests {
         assert!(!path.exists());
         tokio::fs::remove_dir_all(&dir).await.unwrap();
     }
+
+    #[tokio::test]
+    async fn records_spooled_before_spend_fields_existed_still_load() {
+        let dir = std::env::temp_dir().join(format!("tollgate-spool-{}", uuid::Uuid::now_v7()));
+        let path = dir.join("usage.jsonl");
+        tokio::fs::create_dir_all(&dir).await.unwrap();
+        let old = r#"{"request_id":"old","data_plane_id":"dp","started_at_unix_ms":1,"duration_ms":2,"api_key_id":"k","principal_id":"p","model":"m","provider_id":"pr","upstream_model":"um","endpoint":"messages","stream":true,"status":200,"outcome":"complete","input_tokens":3,"output_tokens":4,"cache_creation_5m_tokens":5,"cache_creation_1h_tokens":6,"cache_read_tokens":7}"#;
+        tokio::fs::write(&path, format!("{old}\n")).await.unwrap();
+        let loaded = read_spool(&path).await.unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].request_id, "old");
+        assert_eq!(loaded[0].cost_micro_usd, 0);
+        assert!(loaded[0].charges.is_empty() && loaded[0].group_ids.is_empty());
+        assert_eq!(loaded[0].price_source, "");
+        tokio::fs::remove_dir_all(&dir).await.unwrap();
+    }
 }

@@ -7,6 +7,7 @@
 )]
 
 mod signed_in;
+mod spend;
 mod support;
 
 use std::path::PathBuf;
@@ -47,13 +48,26 @@ fn config(cp_url: String) -> DataPlaneConfig {
 }
 
 async fn setup(event_pause: Duration) -> Setup {
+    setup_with(event_pause, |_| {}, |_| {}).await
+}
+
+/// Like [`setup`], with the first snapshot and the data plane's configuration edited.
+async fn setup_with(
+    event_pause: Duration,
+    edit_snapshot: impl FnOnce(&mut pb::Snapshot),
+    edit_config: impl FnOnce(&mut DataPlaneConfig),
+) -> Setup {
     let cp = FakeControlPlane::new();
     let cp_stop = CancellationToken::new();
     let cp_url = cp.serve(cp_stop.clone()).await;
     let upstream = FakeUpstream::start(event_pause).await;
-    cp.publish(snapshot(1, &upstream.base_url));
+    let mut first = snapshot(1, &upstream.base_url);
+    edit_snapshot(&mut first);
+    cp.publish(first);
     let shutdown = CancellationToken::new();
-    let dp = tollgate_data_plane::spawn(config(cp_url), shutdown.clone())
+    let mut config = config(cp_url);
+    edit_config(&mut config);
+    let dp = tollgate_data_plane::spawn(config, shutdown.clone())
         .await
         .unwrap();
     assert!(

@@ -1,11 +1,12 @@
 //! In-process fakes: a control plane (tonic `Sync` server) and an Anthropic-shaped upstream.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -35,6 +36,47 @@ pub struct FakeControlPlane {
     snapshots: Arc<watch::Sender<Option<pb::Snapshot>>>,
     usage: Arc<Mutex<Vec<pb::UsageRecord>>>,
     refuse_usage: Arc<AtomicBool>,
+    spend: Arc<Mutex<FakeSpend>>,
+    spend_down: Arc<AtomicBool>,
+}
+
+/// (budget id, subject id, window start)
+pub type Key = (String, String, i64);
+
+pub fn key(k: &pb::CounterKey) -> Key {
+    (
+        k.budget_id.clone(),
+        k.subject_id.clone(),
+        k.window_start_unix_s,
+    )
+}
+
+/// One data plane's lease on one counter.
+#[derive(Debug, Clone, Copy)]
+pub struct FakeLease {
+    pub granted: u64,
+    pub consumed: u64,
+    expires: Instant,
+}
+
+impl FakeLease {
+    fn unused(&self, now: Instant) -> u64 {
+        if self.expires > now {
+            self.granted.saturating_sub(self.consumed)
+        } else {
+            0
+        }
+    }
+}
+
+/// The design's counters and leases, in memory (real time for lease expiry).
+#[derive(Debug, Default)]
+struct FakeSpend {
+    spent: HashMap<Key, u64>,
+    leases: HashMap<(Key, String), FakeLease>,
+    calls: Vec<pb::LeaseRequest>,
+    /// Spend before the stored usage records, per principal: (day, week, month).
+    past: HashMap<String, (u64, u64, u64)>,
 }
 
 impl FakeControlPlane {
@@ -43,6 +85,170 @@ impl FakeControlPlane {
             snapshots: Arc::new(watch::channel(None).0),
             usage: Arc::default(),
             refuse_usage: Arc::default(),
+            spend: Arc::default(),
+            spend_down: Arc::default(),
+        }
+    }
+
+    /// `Lease` and `SpendSummary` answer `unavailable` while set.
+    pub fn spend_unavailable(&self, down: bool) {
+        self.spend_down.store(down, Ordering::SeqCst);
+    }
+
+    /// Sets a counter's ledger (as if usage had been stored before).
+    pub fn set_spent(&self, key: Key, micro_usd: u64) {
+        self.spend.lock().unwrap().spent.insert(key, micro_usd);
+    }
+
+    pub fn spent(&self, key: &Key) -> u64 {
+        self.spend
+            .lock()
+            .unwrap()
+            .spent
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// This data plane's lease on a counter.
+    pub fn lease_of(&self, data_plane_id: &str, key: &Key) -> Option<FakeLease> {
+        let spend = self.spend.lock().unwrap();
+        spend
+            .leases
+            .get(&(key.clone(), data_plane_id.to_owned()))
+            .copied()
+    }
+
+    /// Every `Lease` call so far.
+    pub fn lease_calls(&self) -> Vec<pb::LeaseRequest> {
+        self.spend.lock().unwrap().calls.clone()
+    }
+
+    /// `Lease` calls that asked for more spend (not renewals or releases).
+    pub fn grant_calls(&self) -> usize {
+        self.lease_calls()
+            .iter()
+            .filter(|c| c.asks.iter().any(|a| a.need_micro_usd > 0))
+            .count()
+    }
+
+    /// Day/week/month spend of a principal from before the stored records.
+    pub fn set_past_spend(&self, principal_id: &str, day: u64, week: u64, month: u64) {
+        let mut spend = self.spend.lock().unwrap();
+        spend
+            .past
+            .insert(principal_id.to_owned(), (day, week, month));
+    }
+
+    fn limit_and_ttl(&self, budget_id: &str) -> (Option<u64>, Duration) {
+        let snapshot = self.snapshots.borrow();
+        let Some(s) = snapshot.as_ref() else {
+            return (None, Duration::from_secs(30));
+        };
+        let ttl = s.budget_settings.as_ref().map_or(30, |b| {
+            if b.lease_ttl_s == 0 {
+                30
+            } else {
+                b.lease_ttl_s
+            }
+        });
+        let limit = s
+            .budgets
+            .iter()
+            .find(|b| b.id == budget_id)
+            .map(|b| b.limit_micro_usd);
+        (limit, Duration::from_secs(u64::from(ttl)))
+    }
+
+    /// The design's grant rule, in one critical section.
+    fn grant(&self, request: pb::LeaseRequest) -> pb::LeaseResponse {
+        let now = Instant::now();
+        let dp = request.data_plane_id.clone();
+        let mut spend = self.spend.lock().unwrap();
+        spend.calls.push(request.clone());
+        let mut states = Vec::new();
+        let mut limits = Vec::new();
+        for ask in &request.asks {
+            let k = key(ask.counter.as_ref().unwrap());
+            let (limit, ttl) = self.limit_and_ttl(&k.0);
+            let lease = spend
+                .leases
+                .entry((k.clone(), dp.clone()))
+                .or_insert(FakeLease {
+                    granted: 0,
+                    consumed: 0,
+                    expires: now + ttl,
+                });
+            let reset = lease.expires <= now;
+            if reset {
+                lease.granted = lease.consumed;
+            }
+            let unused = lease.unused(now).min(if reset { 0 } else { u64::MAX });
+            lease.granted -= ask.release_micro_usd.min(unused);
+            lease.expires = now + ttl;
+            limits.push(limit);
+            states.push(pb::CounterState {
+                counter: ask.counter.clone(),
+                limit_micro_usd: limit.unwrap_or(0),
+                lease_reset: reset,
+                ..Default::default()
+            });
+        }
+        let remaining = |spend: &FakeSpend, k: &Key, limit: u64| {
+            let leased: u64 = spend
+                .leases
+                .iter()
+                .filter(|((lk, _), _)| lk == k)
+                .map(|(_, l)| l.unused(now))
+                .sum();
+            let spent = spend.spent.get(k).copied().unwrap_or(0);
+            limit.saturating_sub(spent).saturating_sub(leased)
+        };
+        let blocked = request.asks.iter().zip(&limits).position(|(ask, limit)| {
+            let k = key(ask.counter.as_ref().unwrap());
+            limit.is_some_and(|l| ask.need_micro_usd > remaining(&spend, &k, l))
+        });
+        if blocked.is_none() {
+            for (i, ask) in request.asks.iter().enumerate() {
+                let k = key(ask.counter.as_ref().unwrap());
+                let g = match limits[i] {
+                    Some(l) => {
+                        let r = remaining(&spend, &k, l);
+                        r.min(ask.need_micro_usd.max(ask.want_micro_usd.min(r / 4)))
+                    }
+                    None => ask.need_micro_usd.max(ask.want_micro_usd),
+                };
+                spend.leases.get_mut(&(k, dp.clone())).unwrap().granted += g;
+                states[i].granted_micro_usd = g;
+            }
+        }
+        for (i, ask) in request.asks.iter().enumerate() {
+            let k = key(ask.counter.as_ref().unwrap());
+            states[i].spent_micro_usd = spend.spent.get(&k).copied().unwrap_or(0);
+            states[i].leased_micro_usd = spend
+                .leases
+                .iter()
+                .filter(|((lk, _), _)| *lk == k)
+                .map(|(_, l)| l.unused(now))
+                .sum();
+        }
+        pb::LeaseResponse {
+            granted: blocked.is_none(),
+            counters: states,
+            blocked_index: blocked.map_or(0, |b| u32::try_from(b).unwrap()),
+            server_time_unix_ms: 0,
+        }
+    }
+
+    /// What ReportUsage does to the ledger for a newly stored record.
+    fn charge(&self, record: &pb::UsageRecord) {
+        let mut spend = self.spend.lock().unwrap();
+        for c in &record.charges {
+            let k = key(c);
+            *spend.spent.entry(k.clone()).or_default() += record.cost_micro_usd;
+            if let Some(lease) = spend.leases.get_mut(&(k, record.data_plane_id.clone())) {
+                lease.consumed += record.cost_micro_usd;
+            }
         }
     }
 
@@ -120,6 +326,7 @@ impl SyncService for FakeControlPlane {
             if usage.iter().any(|r| r.request_id == record.request_id) {
                 ack.duplicates += 1;
             } else {
+                self.charge(&record);
                 usage.push(record);
                 ack.inserted += 1;
             }
@@ -132,7 +339,10 @@ impl SyncService for FakeControlPlane {
         request: tonic::Request<pb::LeaseRequest>,
     ) -> Result<tonic::Response<pb::LeaseResponse>, Status> {
         check_token(&request)?;
-        Err(Status::unimplemented("no leases in this fake yet"))
+        if self.spend_down.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("database is down"));
+        }
+        Ok(tonic::Response::new(self.grant(request.into_inner())))
     }
 
     async fn spend_summary(
@@ -140,11 +350,53 @@ impl SyncService for FakeControlPlane {
         request: tonic::Request<pb::SpendSummaryRequest>,
     ) -> Result<tonic::Response<pb::SpendSummaryResponse>, Status> {
         check_token(&request)?;
-        Err(Status::unimplemented("spend summaries are not served yet"))
+        if self.spend_down.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("database is down"));
+        }
+        let principal = request.into_inner().principal_id;
+        let stored: u64 = self
+            .usage()
+            .iter()
+            .filter(|r| r.principal_id == principal)
+            .map(|r| r.cost_micro_usd)
+            .sum();
+        let (day, week, month) = self
+            .spend
+            .lock()
+            .unwrap()
+            .past
+            .get(&principal)
+            .copied()
+            .unwrap_or_default();
+        Ok(tonic::Response::new(pb::SpendSummaryResponse {
+            day_micro_usd: day + stored,
+            week_micro_usd: week + stored,
+            month_micro_usd: month + stored,
+            ..Default::default()
+        }))
     }
 }
 
 // ---------------------------------------------------------------- snapshot
+
+/// $3 / $15 per million input / output tokens; cache writes $3.75 (5 min) / $6 (1 h),
+/// cache reads $0.30. The fake upstream's stream costs 2,640 micro-USD at this price, its
+/// JSON answer 125.
+pub fn price() -> pb::TargetPrice {
+    pb::TargetPrice {
+        base: Some(pb::PriceRates {
+            input: 3_000_000,
+            output: 15_000_000,
+            cache_write_5m: 3_750_000,
+            cache_write_1h: 6_000_000,
+            cache_read: 300_000,
+        }),
+        long_context_threshold_tokens: 0,
+        long_context: None,
+        multiplier_bps: 10_000,
+        source: "catalogue:claude-sonnet-5".into(),
+    }
+}
 
 pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
     let model = |id: &str| pb::Model {
@@ -206,7 +458,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     provider_id: "p-up".into(),
                     upstream_model: "claude-sonnet-5-20990101".into(),
                     weight: 1,
-                    price: None,
+                    price: Some(price()),
                 }],
             },
             pb::Route {
@@ -215,7 +467,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     provider_id: "p-up".into(),
                     upstream_model: String::new(),
                     weight: 1,
-                    price: None,
+                    price: Some(price()),
                 }],
             },
             pb::Route {
@@ -224,7 +476,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     provider_id: "p-up".into(),
                     upstream_model: String::new(),
                     weight: 1,
-                    price: None,
+                    price: Some(price()),
                 }],
             },
             pb::Route {
@@ -233,7 +485,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     provider_id: "p-demo".into(),
                     upstream_model: String::new(),
                     weight: 1,
-                    price: None,
+                    price: Some(price()),
                 }],
             },
         ],
