@@ -146,11 +146,12 @@ impl Spend {
                 "control plane failed a spend call moments ago",
             ))
         } else {
-            self.lease_detached(asks.clone(), ttl).await
+            let answer = self.lease_detached(asks.clone(), ttl).await;
+            if answer.as_ref().is_err_and(|e| e.unreachable) {
+                self.mark_control_plane_down();
+            }
+            answer
         };
-        if answer.as_ref().is_err_and(|e| e.unreachable) {
-            self.mark_control_plane_down();
-        }
         drop(guards);
         match answer {
             Ok(reply) => {
