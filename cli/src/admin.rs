@@ -4,10 +4,12 @@ mod args;
 mod client;
 mod commands;
 mod time_arg;
+mod usd_arg;
 
 pub use args::{AdminArgs, AdminCommand};
 pub use client::{
-    AdminClient, AdminServiceClient, IdentityAdminClient, SettingsAdminClient, connect,
+    AdminClient, AdminServiceClient, IdentityAdminClient, SettingsAdminClient, SpendAdminClient,
+    connect,
 };
 pub use commands::{execute, run};
 

@@ -17,5 +17,8 @@ mod identity_setup;
 mod proxy;
 mod resilience;
 mod sdk;
+mod spend;
+mod spend_clients;
+mod spend_outage;
 mod support;
 mod usage;

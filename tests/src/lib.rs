@@ -5,11 +5,16 @@
 
 pub mod browser;
 pub mod claude_cli;
+pub mod counting_proxy;
 pub mod fake_anthropic;
 pub mod idp;
+pub mod killable;
+pub mod ledger;
 pub mod postgres;
 pub mod python;
 pub mod stack;
 
+pub use counting_proxy::CountingProxy;
 pub use fake_anthropic::{FakeAnthropic, Recorded, Reply};
+pub use killable::KillableDataPlane;
 pub use stack::{Stack, StackDataPlane};

@@ -12,6 +12,7 @@ use tollgate_data_plane::{DataPlaneConfig, DataPlaneHandle};
 use tollgate_proto::v1 as pb;
 
 use crate::fake_anthropic::FakeAnthropic;
+use crate::killable::KillableDataPlane;
 use crate::postgres::TestDatabase;
 
 /// The seeded policy: `alice@example.com` in group `eng` (may use `claude-sonnet-5` only),
@@ -197,11 +198,8 @@ impl Stack {
         self.data_plane_with(|_| {}).await
     }
 
-    /// Like [`Stack::data_plane`] with adjusted configuration.
-    pub async fn data_plane_with(
-        &self,
-        adjust: impl FnOnce(&mut DataPlaneConfig),
-    ) -> anyhow::Result<StackDataPlane> {
+    /// The configuration [`Stack::data_plane`] starts data planes with.
+    pub fn data_plane_config(&self) -> anyhow::Result<DataPlaneConfig> {
         let mut config = DataPlaneConfig::new(
             "127.0.0.1:0".parse()?,
             self.grpc_url(),
@@ -209,6 +207,59 @@ impl Stack {
         );
         config.usage_flush_interval = Duration::from_millis(100);
         config.control_plane_http_url = self.cp_http_url.clone();
+        Ok(config)
+    }
+
+    /// A data plane named `data_plane_id` (in usage records and leases).
+    pub async fn data_plane_named(&self, data_plane_id: &str) -> anyhow::Result<StackDataPlane> {
+        self.data_plane_with(|c| c.data_plane_id = data_plane_id.to_owned())
+            .await
+    }
+
+    /// A data plane named `data_plane_id` that [`KillableDataPlane::kill`] stops abruptly,
+    /// as a crash would; waits for the current policy.
+    pub async fn killable_data_plane(
+        &self,
+        data_plane_id: &str,
+    ) -> anyhow::Result<KillableDataPlane> {
+        let mut config = self.data_plane_config()?;
+        config.data_plane_id = data_plane_id.to_owned();
+        let version = self.policy_version().await?;
+        let dp = KillableDataPlane::start(config).await?;
+        if !dp
+            .wait_for_snapshot_version(version, Duration::from_secs(10))
+            .await
+        {
+            anyhow::bail!("data plane did not reach policy version {version} within 10 s");
+        }
+        Ok(dp)
+    }
+
+    /// Waits until every handle has the current policy (after an admin change).
+    pub async fn await_policy(&self, handles: &[&DataPlaneHandle]) -> anyhow::Result<()> {
+        let version = self.policy_version().await?;
+        for h in handles {
+            if !h
+                .wait_for_snapshot_version(version, Duration::from_secs(10))
+                .await
+            {
+                anyhow::bail!("a data plane did not reach policy version {version} within 10 s");
+            }
+        }
+        Ok(())
+    }
+
+    /// A token cancelled when the stack finishes (for helpers such as proxies).
+    pub fn child_token(&self) -> CancellationToken {
+        self.root.child_token()
+    }
+
+    /// Like [`Stack::data_plane`] with adjusted configuration.
+    pub async fn data_plane_with(
+        &self,
+        adjust: impl FnOnce(&mut DataPlaneConfig),
+    ) -> anyhow::Result<StackDataPlane> {
+        let mut config = self.data_plane_config()?;
         adjust(&mut config);
         let token = self.root.child_token();
         let version = self.policy_version().await?;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::usd_arg::parse_usd;
 use crate::report::Format;
 
 /// Manage providers, models, routes, groups, users, API keys, and read usage.
@@ -82,6 +83,16 @@ pub enum AdminCommand {
     /// Where Claude Code telemetry is relayed.
     #[command(subcommand)]
     Telemetry(TelemetryCmd),
+    /// Spend caps: set, list, delete, explain what applies to a user; org-wide spend settings.
+    #[command(subcommand)]
+    Budget(BudgetCmd),
+    /// Model prices in USD per million tokens, the rule for unpriced models, provider
+    /// price multipliers.
+    #[command(subcommand)]
+    Prices(PriceCmd),
+    /// What was spent: by user, group, key, model, provider or day; a user's daily series.
+    #[command(subcommand)]
+    Spend(SpendCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,6 +368,276 @@ pub struct UsageArgs {
     pub user: Option<String>,
     #[arg(long)]
     pub model: Option<String>,
+}
+
+/// The cap's reset period (UTC; weeks start Monday 00:00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeriodArg {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+/// What the data planes do when the control plane is unreachable and their leases are used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutageModeArg {
+    /// Refuse with 429 (`fetch_error`) until the control plane is back (the default).
+    Closed,
+    /// Keep serving and metering; the ledger catches up when the control plane is back.
+    Open,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetCmd {
+    /// Create or replace the cap of one scope and period.
+    ///
+    /// Example: `tollgate admin budget set --group eng --period daily --limit-usd 20.00
+    /// --per-member --alert 50,80,100`
+    Set(BudgetSetArgs),
+    /// Every cap, with its scope and limit.
+    List,
+    /// Delete a cap by id (its counters go with it).
+    Delete {
+        /// The cap's id, as `budget list` shows it.
+        id: String,
+    },
+    /// Every cap that applies to a user or API key: spend this window, what data planes hold
+    /// leased, what is left, when it resets, and which cap blocks.
+    Explain(BudgetExplainArgs),
+    /// Org-wide spend settings: outage mode, lease TTL, reservation estimates, alert webhook.
+    #[command(subcommand)]
+    Settings(BudgetSettingsCmd),
+}
+
+/// Whom a cap counts: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct BudgetScopeArgs {
+    /// The whole organisation.
+    #[arg(long)]
+    pub org: bool,
+    /// A group (name or id): a shared pool, or per member with `--per-member`.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// A user (email or id) or service account (name or id).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// One API key (its id).
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BudgetSetArgs {
+    #[command(flatten)]
+    pub scope: BudgetScopeArgs,
+    /// When the cap resets: UTC midnight, Monday 00:00 UTC, or the 1st of the month UTC.
+    #[arg(long, value_enum)]
+    pub period: PeriodArg,
+    /// The cap in US dollars, e.g. 20.00 (exact to the micro-dollar).
+    #[arg(long, value_parser = parse_usd, value_name = "USD")]
+    pub limit_usd: u64,
+    /// Group caps only: every member gets a counter of this size instead of sharing one pool.
+    #[arg(long)]
+    pub per_member: bool,
+    /// Alert thresholds in whole percent of the cap; each fires once per period.
+    /// Default: 50,80,100.
+    #[arg(long, value_delimiter = ',', value_name = "PERCENTS")]
+    pub alert: Vec<u32>,
+}
+
+/// A user or an API key.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct BudgetExplainArgs {
+    /// A user (email or id) or service account (name or id).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// An API key id: the key's caps plus its owner's.
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetSettingsCmd {
+    /// The settings in force (the webhook secret only as set or not).
+    Show,
+    /// Change some settings; the others keep their value.
+    Set(BudgetSettingsSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BudgetSettingsSetArgs {
+    /// When the control plane is unreachable and leases are used up: refuse or serve.
+    #[arg(long, value_enum)]
+    pub outage_mode: Option<OutageModeArg>,
+    /// Seconds a data plane's lease lives without renewal (1–3600; default 30). After a data
+    /// plane dies, its unused leased spend is usable again after this long.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3600), value_name = "SECONDS")]
+    pub lease_ttl_s: Option<u32>,
+    /// Input estimate for reservations: request body bytes per token (1–64; default 3).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64), value_name = "N")]
+    pub input_bytes_per_token: Option<u32>,
+    /// Output estimate for reservations: min(max_tokens, N); 0 = max_tokens as sent (default).
+    #[arg(long, value_name = "N")]
+    pub output_estimate_max_tokens: Option<u32>,
+    /// Where alerts are POSTed as JSON.
+    #[arg(long, value_name = "URL", conflicts_with = "clear_webhook")]
+    pub webhook_url: Option<String>,
+    /// File holding the secret that signs webhook bodies (`x-tollgate-signature: sha256=…`).
+    #[arg(long, value_name = "PATH", conflicts_with = "clear_webhook")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Remove the webhook URL and secret.
+    #[arg(long)]
+    pub clear_webhook: bool,
+}
+
+/// Rates in US dollars per million tokens (e.g. `--input 3.00 --output 15.00`).
+#[derive(Debug, Args)]
+pub struct RateArgs {
+    /// Input tokens, USD per million tokens.
+    #[arg(long, value_parser = parse_usd, value_name = "USD_PER_MTOK")]
+    pub input: u64,
+    /// Output tokens, USD per million tokens.
+    #[arg(long, value_parser = parse_usd, value_name = "USD_PER_MTOK")]
+    pub output: u64,
+    /// Cache writes with the 5-minute TTL, USD per million tokens.
+    #[arg(long = "cache-write-5m", value_parser = parse_usd, value_name = "USD_PER_MTOK")]
+    pub cache_write_5m: u64,
+    /// Cache writes with the 1-hour TTL, USD per million tokens.
+    #[arg(long = "cache-write-1h", value_parser = parse_usd, value_name = "USD_PER_MTOK")]
+    pub cache_write_1h: u64,
+    /// Cache reads, USD per million tokens.
+    #[arg(long, value_parser = parse_usd, value_name = "USD_PER_MTOK")]
+    pub cache_read: u64,
+}
+
+/// The long-context tier: every token of a request whose prompt exceeds the threshold.
+#[derive(Debug, Args)]
+pub struct LongContextArgs {
+    /// Prompt tokens (input + cache writes + cache reads) above which the whole request is
+    /// priced at the `--lc-*` rates.
+    #[arg(
+        long,
+        value_name = "TOKENS",
+        requires_all = ["lc_input", "lc_output", "lc_cache_write_5m", "lc_cache_write_1h", "lc_cache_read"]
+    )]
+    pub long_context_threshold: Option<u64>,
+    /// Long-context rate for input tokens, USD per million tokens.
+    #[arg(long, value_parser = parse_usd, value_name = "USD_PER_MTOK", requires = "long_context_threshold")]
+    pub lc_input: Option<u64>,
+    /// Long-context rate for output tokens, USD per million tokens.
+    #[arg(long, value_parser = parse_usd, value_name = "USD_PER_MTOK", requires = "long_context_threshold")]
+    pub lc_output: Option<u64>,
+    /// Long-context rate for 5-minute cache writes, USD per million tokens.
+    #[arg(long = "lc-cache-write-5m", value_parser = parse_usd, value_name = "USD_PER_MTOK", requires = "long_context_threshold")]
+    pub lc_cache_write_5m: Option<u64>,
+    /// Long-context rate for 1-hour cache writes, USD per million tokens.
+    #[arg(long = "lc-cache-write-1h", value_parser = parse_usd, value_name = "USD_PER_MTOK", requires = "long_context_threshold")]
+    pub lc_cache_write_1h: Option<u64>,
+    /// Long-context rate for cache reads, USD per million tokens.
+    #[arg(long, value_parser = parse_usd, value_name = "USD_PER_MTOK", requires = "long_context_threshold")]
+    pub lc_cache_read: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PriceCmd {
+    /// The effective price list: the shipped catalogue with admin overrides applied.
+    List,
+    /// Override one model's price (or price a model the catalogue lacks).
+    ///
+    /// Example: `tollgate admin prices set claude-sonnet-5 --input 3 --output 15
+    /// --cache-write-5m 3.75 --cache-write-1h 6 --cache-read 0.30 --source "contract 2026-09"`
+    Set {
+        /// Model id as clients send it (or a catalogue id / prefix such as claude-opus-4-8).
+        model: String,
+        #[command(flatten)]
+        rates: RateArgs,
+        #[command(flatten)]
+        long_context: LongContextArgs,
+        /// Free text recorded with the override.
+        #[arg(long, default_value = "")]
+        source: String,
+    },
+    /// Remove a model's override; the catalogue price applies again.
+    Delete {
+        /// Model id of the override.
+        model: String,
+    },
+    /// How models with no price are priced.
+    #[command(subcommand)]
+    Fallback(FallbackCmd),
+    /// Set a provider's price multiplier in basis points (10000 = 1.0x, 11000 = +10%);
+    /// 0 returns to the catalogue's rule for the provider.
+    Multiplier {
+        /// Provider name or id.
+        provider: String,
+        #[arg(value_name = "BPS")]
+        multiplier_bps: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FallbackCmd {
+    /// The rule in force.
+    Show,
+    /// Price unknown models as the most expensive catalogue model (the default).
+    MostExpensive,
+    /// Refuse requests for models with no price (400 invalid_request_error).
+    Refuse,
+    /// Price unknown models at these rates.
+    Fixed(RateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpendCmd {
+    /// Spend over a range, grouped and filtered.
+    ///
+    /// Example: `tollgate admin spend report --from 2026-11-01 --by user,model --format csv`
+    Report(SpendReportArgs),
+    /// One user's spend per UTC day (days without spend shown as zero).
+    Daily(SpendDailyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SpendReportArgs {
+    /// Start (inclusive): `YYYY-MM-DD` (UTC) or RFC 3339. Default: unbounded.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (exclusive): `YYYY-MM-DD` (UTC) or RFC 3339. Default: unbounded.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Group by any of user, group, key, model, provider, day (comma-separated, in order).
+    /// A request counts once in each group its caller was in. Default: user.
+    #[arg(long, value_delimiter = ',')]
+    pub by: Vec<String>,
+    /// Only this user (email or id) or service account.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only requests of members of this group (name or id).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Only this API key (id).
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Provider name or id.
+    #[arg(long)]
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SpendDailyArgs {
+    /// User (email or id) or service account.
+    #[arg(long)]
+    pub user: String,
+    /// First day, `YYYY-MM-DD` (UTC). Default: 30 days before today.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Day after the last, `YYYY-MM-DD` (UTC, exclusive). Default: tomorrow.
+    #[arg(long)]
+    pub to: Option<String>,
 }
 
 #[cfg(test)]

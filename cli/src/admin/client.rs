@@ -1,10 +1,12 @@
-//! Connected admin clients (`Admin`, `IdentityAdmin`, `SettingsAdmin`) sharing one channel and
-//! sending the admin key on every call.
+//! Connected admin clients (`Admin`, `IdentityAdmin`, `SettingsAdmin`, `SpendAdmin`) sharing
+//! one channel and sending the admin key on every call.
 
 use std::ops::{Deref, DerefMut};
 
 use anyhow::Context as _;
-use tollgate_proto::v1::{admin_client, identity_admin_client, settings_admin_client};
+use tollgate_proto::v1::{
+    admin_client, identity_admin_client, settings_admin_client, spend_admin_client,
+};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -34,6 +36,8 @@ pub type AdminServiceClient = admin_client::AdminClient<Authed>;
 pub type IdentityAdminClient = identity_admin_client::IdentityAdminClient<Authed>;
 /// The `SettingsAdmin` service client.
 pub type SettingsAdminClient = settings_admin_client::SettingsAdminClient<Authed>;
+/// The `SpendAdmin` service client.
+pub type SpendAdminClient = spend_admin_client::SpendAdminClient<Authed>;
 
 /// Clients of every admin service on one channel. Dereferences to the `Admin` client.
 #[derive(Clone)]
@@ -41,6 +45,7 @@ pub struct AdminClient {
     admin: AdminServiceClient,
     identity: IdentityAdminClient,
     settings: SettingsAdminClient,
+    spend: SpendAdminClient,
 }
 
 impl AdminClient {
@@ -57,7 +62,11 @@ impl AdminClient {
                 channel.clone(),
                 auth.clone(),
             ),
-            settings: settings_admin_client::SettingsAdminClient::with_interceptor(channel, auth),
+            settings: settings_admin_client::SettingsAdminClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
+            spend: spend_admin_client::SpendAdminClient::with_interceptor(channel, auth),
         })
     }
 
@@ -74,6 +83,11 @@ impl AdminClient {
     /// The `SettingsAdmin` service (managed settings documents, telemetry relay).
     pub fn settings(&mut self) -> &mut SettingsAdminClient {
         &mut self.settings
+    }
+
+    /// The `SpendAdmin` service (prices, spend caps and their settings, spend reports).
+    pub fn spend(&mut self) -> &mut SpendAdminClient {
+        &mut self.spend
     }
 }
 

@@ -13,6 +13,7 @@ use crate::report::{Format, Report};
 
 mod identity;
 mod settings;
+mod spend;
 
 use identity::{
     default_groups, group_mappings, identity_users, idp, sessions, set_user_disabled, signing_keys,
@@ -61,6 +62,9 @@ pub async fn execute(
         AdminCommand::SigningKeys(cmd) => signing_keys(client, cmd).await?,
         AdminCommand::Settings(cmd) => settings(client, cmd).await?,
         AdminCommand::Telemetry(cmd) => telemetry(client, cmd).await?,
+        AdminCommand::Budget(cmd) => return spend::budget(client, cmd, format).await,
+        AdminCommand::Prices(cmd) => return spend::prices(client, cmd, format).await,
+        AdminCommand::Spend(cmd) => return spend::spend(client, cmd, format).await,
     };
     Ok(report.render(format))
 }
