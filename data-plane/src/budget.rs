@@ -77,12 +77,18 @@ impl Spend {
     }
 
     fn control_plane_down(&self) -> bool {
-        let down_until = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let down_until = self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         down_until.is_some_and(|until| Instant::now() < until)
     }
 
     fn mark_control_plane_down(&self) {
-        let mut down_until = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut down_until = self
+            .down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *down_until = Some(Instant::now() + OUTAGE_RECHECK);
     }
 
@@ -345,7 +351,7 @@ pub(crate) fn cap_reached(
 ) -> CapReached {
     let budget = &applied.budget;
     let label = match budget.scope {
-        BudgetScope::Org => "org".to_owned(),
+        BudgetScope::Org => "organisation-wide".to_owned(),
         BudgetScope::Group => {
             let name = snapshot
                 .group(&budget.scope_id)
@@ -356,8 +362,8 @@ pub(crate) fn cap_reached(
                 format!("group {name}")
             }
         }
-        BudgetScope::User => "user".to_owned(),
-        BudgetScope::Key => "API key".to_owned(),
+        BudgetScope::User => "personal".to_owned(),
+        BudgetScope::Key => "this API key".to_owned(),
     };
     CapReached {
         scope: budget.scope,

@@ -116,11 +116,10 @@ pub(crate) async fn lease(
                 limit: c.limit_micro_usd,
                 spent: c.spent_micro_usd,
                 lease_reset: c.lease_reset,
-                expires_in: (server_time > 0 && c.lease_expires_at_unix_ms > 0)
-                    .then(|| {
-                        let ms = c.lease_expires_at_unix_ms.saturating_sub(server_time);
-                        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-                    }),
+                expires_in: (server_time > 0 && c.lease_expires_at_unix_ms > 0).then(|| {
+                    let ms = c.lease_expires_at_unix_ms.saturating_sub(server_time);
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                }),
             })
             .collect(),
     })

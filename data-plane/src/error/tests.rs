@@ -115,7 +115,7 @@ async fn a_reached_cap_is_a_billing_error_with_spend_headers_and_no_retry() {
     let cap = CapReached {
         scope: BudgetScope::Key,
         group_pool: false,
-        label: "API key".into(),
+        label: "this API key".into(),
         period: Period::Daily,
         usage: CounterUse {
             used: 5_000_000,
@@ -138,7 +138,7 @@ async fn a_reached_cap_is_a_billing_error_with_spend_headers_and_no_retry() {
     assert_eq!(json["error"]["type"], "billing_error");
     assert_eq!(
         json["error"]["message"],
-        "You have reached your daily spend cap (API key, $5.00); it resets at 2026-11-23 \
+        "You have reached your daily spend cap (this API key, $5.00); it resets at 2026-11-23 \
          00:00 UTC — ask your Tollgate admin if you need more before then."
     );
 }

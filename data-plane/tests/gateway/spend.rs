@@ -276,7 +276,7 @@ async fn a_reached_cap_refuses_with_billing_error_and_claude_code_headers() {
         a.json()["error"]["message"]
             .as_str()
             .unwrap()
-            .starts_with("You have reached your daily spend cap (user, $1.00)")
+            .starts_with("You have reached your daily spend cap (personal, $1.00)")
     );
     s.stop().await;
 }

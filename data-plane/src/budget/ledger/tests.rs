@@ -317,7 +317,10 @@ fn control_plane_failures_are_outages_but_refusals_are_not() {
         tonic::Status::internal("database gone"),
     ];
     for status in unreachable {
-        assert!(SpendCallError::from_status(&status).unreachable, "{status:?}");
+        assert!(
+            SpendCallError::from_status(&status).unreachable,
+            "{status:?}"
+        );
     }
     let refused = [
         tonic::Status::invalid_argument("window"),
@@ -325,6 +328,9 @@ fn control_plane_failures_are_outages_but_refusals_are_not() {
         tonic::Status::failed_precondition("x"),
     ];
     for status in refused {
-        assert!(!SpendCallError::from_status(&status).unreachable, "{status:?}");
+        assert!(
+            !SpendCallError::from_status(&status).unreachable,
+            "{status:?}"
+        );
     }
 }
