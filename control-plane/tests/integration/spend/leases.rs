@@ -23,6 +23,37 @@ struct DataPlane {
     headroom: Mutex<i64>,
 }
 
+/// A fresh control plane with one daily org cap, and a pool on its database.
+struct OrgCap {
+    _db: TestDb,
+    cp: TestControlPlane,
+    pool: sqlx::PgPool,
+    org: pb::BudgetInfo,
+}
+
+impl OrgCap {
+    async fn daily(limit: u64) -> Self {
+        let db = TestDb::create().await;
+        let cp = TestControlPlane::start(&db).await;
+        let mut spend = spend_admin(&cp).await;
+        let org = set_budget(
+            &mut spend,
+            pb::BudgetScope::Org,
+            "",
+            pb::BudgetPeriod::Daily,
+            limit,
+        )
+        .await;
+        let pool = db.pool().await;
+        OrgCap {
+            _db: db,
+            cp,
+            pool,
+            org,
+        }
+    }
+}
+
 #[tokio::test]
 async fn concurrent_leases_from_three_data_planes_never_exceed_the_limit() {
     let db = TestDb::create().await;
@@ -194,24 +225,14 @@ async fn asks_are_all_or_nothing_across_counters() {
 
 #[tokio::test]
 async fn slices_shrink_to_need_near_the_cap() {
-    let db = TestDb::create().await;
-    let cp = TestControlPlane::start(&db).await;
-    let mut spend = spend_admin(&cp).await;
-    let org = set_budget(
-        &mut spend,
-        pb::BudgetScope::Org,
-        "",
-        pb::BudgetPeriod::Daily,
-        LIMIT,
-    )
-    .await;
-    let pool = db.pool().await;
-    let c = daily_counter(&org, noon());
+    let cap = OrgCap::daily(LIMIT).await;
+    let (pool, org) = (&cap.pool, &cap.org);
+    let c = daily_counter(org, noon());
     let want = i64::try_from(LIMIT).unwrap();
     let mut grants = Vec::new();
     let mut total = 0;
     loop {
-        let out = lease_at(&pool, "dp-a", &[ask(&c, 10_000, want, 0)], noon()).await;
+        let out = lease_at(pool, "dp-a", &[ask(&c, 10_000, want, 0)], noon()).await;
         if !out.granted {
             break;
         }
@@ -230,26 +251,16 @@ async fn slices_shrink_to_need_near_the_cap() {
 
 #[tokio::test]
 async fn unrenewed_lease_expires_and_its_headroom_becomes_grantable_again() {
-    let db = TestDb::create().await;
-    let cp = TestControlPlane::start(&db).await;
-    let mut spend = spend_admin(&cp).await;
-    let org = set_budget(
-        &mut spend,
-        pb::BudgetScope::Org,
-        "",
-        pb::BudgetPeriod::Daily,
-        LIMIT,
-    )
-    .await;
-    let pool = db.pool().await;
-    let c = daily_counter(&org, noon());
+    let cap = OrgCap::daily(LIMIT).await;
+    let (pool, org) = (&cap.pool, &cap.org);
+    let c = daily_counter(org, noon());
     let all = i64::try_from(LIMIT).unwrap();
 
-    let held = lease_at(&pool, "dp-dead", &[ask(&c, all, all, 0)], noon()).await;
+    let held = lease_at(pool, "dp-dead", &[ask(&c, all, all, 0)], noon()).await;
     assert!(held.granted);
     assert_eq!(held.counters[0].expires_at, noon() + Duration::seconds(30));
     let refused = lease_at(
-        &pool,
+        pool,
         "dp-live",
         &[ask(&c, 1, 1, 0)],
         noon() + Duration::seconds(29),
@@ -259,13 +270,13 @@ async fn unrenewed_lease_expires_and_its_headroom_becomes_grantable_again() {
 
     // The dead data plane never renews: after the TTL its slice counts for nothing.
     let later = noon() + Duration::seconds(31);
-    let granted = lease_at(&pool, "dp-live", &[ask(&c, 100_000, 100_000, 0)], later).await;
+    let granted = lease_at(pool, "dp-live", &[ask(&c, 100_000, 100_000, 0)], later).await;
     assert!(granted.granted);
     assert_eq!(granted.counters[0].leased, 100_000);
     assert!(!granted.counters[0].lease_reset);
 
     // When it comes back, its lease is reset: earlier grants are gone.
-    let back = lease_at(&pool, "dp-dead", &[ask(&c, 0, 0, 0)], later).await;
+    let back = lease_at(pool, "dp-dead", &[ask(&c, 0, 0, 0)], later).await;
     assert!(back.granted);
     assert!(back.counters[0].lease_reset);
     assert_eq!(back.counters[0].granted, 0);
@@ -274,59 +285,39 @@ async fn unrenewed_lease_expires_and_its_headroom_becomes_grantable_again() {
 
 #[tokio::test]
 async fn released_headroom_is_grantable_to_others() {
-    let db = TestDb::create().await;
-    let cp = TestControlPlane::start(&db).await;
-    let mut spend = spend_admin(&cp).await;
-    let org = set_budget(
-        &mut spend,
-        pb::BudgetScope::Org,
-        "",
-        pb::BudgetPeriod::Daily,
-        LIMIT,
-    )
-    .await;
-    let pool = db.pool().await;
-    let c = daily_counter(&org, noon());
+    let cap = OrgCap::daily(LIMIT).await;
+    let (pool, org) = (&cap.pool, &cap.org);
+    let c = daily_counter(org, noon());
     let all = i64::try_from(LIMIT).unwrap();
-    lease_at(&pool, "dp-a", &[ask(&c, all, all, 0)], noon()).await;
+    lease_at(pool, "dp-a", &[ask(&c, all, all, 0)], noon()).await;
     assert!(
-        !lease_at(&pool, "dp-b", &[ask(&c, 1, 1, 0)], noon())
+        !lease_at(pool, "dp-b", &[ask(&c, 1, 1, 0)], noon())
             .await
             .granted
     );
 
     // A release larger than the unused headroom releases only that; it applies even when the
     // same call's grant is refused.
-    let out = lease_at(&pool, "dp-a", &[ask(&c, all, all, 400_000)], noon()).await;
+    let out = lease_at(pool, "dp-a", &[ask(&c, all, all, 400_000)], noon()).await;
     assert!(!out.granted);
     assert_eq!(out.counters[0].leased, 600_000);
-    let out = lease_at(&pool, "dp-b", &[ask(&c, 400_000, 400_000, 0)], noon()).await;
+    let out = lease_at(pool, "dp-b", &[ask(&c, 400_000, 400_000, 0)], noon()).await;
     assert!(out.granted);
     assert_eq!(out.counters[0].granted, 400_000);
-    let out = lease_at(&pool, "dp-a", &[ask(&c, 0, 0, 5 * all)], noon()).await;
+    let out = lease_at(pool, "dp-a", &[ask(&c, 0, 0, 5 * all)], noon()).await;
     assert_eq!(out.counters[0].leased, 400_000);
 }
 
 #[tokio::test]
 async fn window_validation_rejects_far_windows_and_accepts_the_next_within_the_skew() {
-    let db = TestDb::create().await;
-    let cp = TestControlPlane::start(&db).await;
-    let mut spend = spend_admin(&cp).await;
-    let org = set_budget(
-        &mut spend,
-        pb::BudgetScope::Org,
-        "",
-        pb::BudgetPeriod::Daily,
-        LIMIT,
-    )
-    .await;
-    let pool = db.pool().await;
+    let cap = OrgCap::daily(LIMIT).await;
+    let (cp, pool, org) = (&cap.cp, &cap.pool, &cap.org);
     let tomorrow = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
-    let next = daily_counter(&org, tomorrow);
+    let next = daily_counter(org, tomorrow);
 
     // 200 s before midnight a data plane whose clock runs ahead may ask for tomorrow.
     let out = lease_at(
-        &pool,
+        pool,
         "dp-a",
         &[ask(&next, 1, 1, 0)],
         tomorrow - Duration::seconds(200),
@@ -336,21 +327,21 @@ async fn window_validation_rejects_far_windows_and_accepts_the_next_within_the_s
     // 400 s before, it may not; nor for a window days away.
     for (counter, now) in [
         (&next, tomorrow - Duration::seconds(400)),
-        (&daily_counter(&org, noon() - Duration::days(3)), noon()),
+        (&daily_counter(org, noon() - Duration::days(3)), noon()),
     ] {
-        let err = lease::lease(&pool, "dp-a", &[ask(counter, 1, 1, 0)], now)
+        let err = lease::lease(pool, "dp-a", &[ask(counter, 1, 1, 0)], now)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::InvalidArgument(_)), "{err}");
     }
     // Just after midnight, yesterday's window is still accepted.
-    let yesterday = daily_counter(&org, noon());
+    let yesterday = daily_counter(org, noon());
     assert_eq!(
         Period::Daily.window(noon().timestamp()).end_unix_s,
         tomorrow.timestamp()
     );
     let out = lease_at(
-        &pool,
+        pool,
         "dp-a",
         &[ask(&yesterday, 1, 1, 0)],
         tomorrow + Duration::seconds(100),
@@ -364,7 +355,7 @@ async fn window_validation_rejects_far_windows_and_accepts_the_next_within_the_s
         .lease(pb::LeaseRequest {
             data_plane_id: "dp-a".to_owned(),
             asks: vec![pb::LeaseAsk {
-                counter: Some(daily_counter(&org, noon() - Duration::days(30)).to_pb()),
+                counter: Some(daily_counter(org, noon() - Duration::days(30)).to_pb()),
                 need_micro_usd: 1,
                 want_micro_usd: 1,
                 release_micro_usd: 0,
@@ -376,9 +367,9 @@ async fn window_validation_rejects_far_windows_and_accepts_the_next_within_the_s
 
     // A pure renewal of a finished window (a long stream crossed midnight) is a no-op and
     // does not sink the renewal of the live lease in the same call.
-    let today = daily_counter(&org, tomorrow + Duration::hours(1));
+    let today = daily_counter(org, tomorrow + Duration::hours(1));
     let out = lease_at(
-        &pool,
+        pool,
         "dp-a",
         &[ask(&today, 10, 10, 0)],
         tomorrow + Duration::hours(1),
@@ -386,7 +377,7 @@ async fn window_validation_rejects_far_windows_and_accepts_the_next_within_the_s
     .await;
     assert!(out.granted);
     let out = lease_at(
-        &pool,
+        pool,
         "dp-a",
         &[ask(&yesterday, 0, 0, 0), ask(&today, 0, 0, 0)],
         tomorrow + Duration::hours(1) + Duration::seconds(10),
