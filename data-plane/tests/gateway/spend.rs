@@ -411,6 +411,22 @@ async fn control_plane_down_in_open_mode_admits_and_meters() {
 }
 
 #[tokio::test]
+async fn a_control_plane_that_refuses_the_lease_is_not_an_outage_even_in_open_mode() {
+    let clock = Clock::manual(noon());
+    let s = capped(vec![ada_daily(10 * DOLLAR)], pb::OutageMode::Open, &clock).await;
+    s.cp.refuse_leases(true);
+    let a = post(&s, &ask(1_000)).await;
+    assert_eq!(a.status, 429);
+    assert_eq!(a.headers["x-should-retry"], "false");
+    assert_eq!(header(&a, "overage-disabled-reason"), Some("fetch_error"));
+    // A refusal does not mark the control plane down: once it accepts, requests pass.
+    s.cp.refuse_leases(false);
+    let a = post(&s, &ask(1_000)).await;
+    assert_eq!(a.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn usage_endpoint_reports_every_cap_or_month_to_date_spend() {
     let clock = Clock::manual(noon());
     let org = budget(

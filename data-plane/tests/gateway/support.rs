@@ -38,6 +38,7 @@ pub struct FakeControlPlane {
     refuse_usage: Arc<AtomicBool>,
     spend: Arc<Mutex<FakeSpend>>,
     spend_down: Arc<AtomicBool>,
+    lease_refused: Arc<AtomicBool>,
 }
 
 /// (budget id, subject id, window start)
@@ -87,7 +88,13 @@ impl FakeControlPlane {
             refuse_usage: Arc::default(),
             spend: Arc::default(),
             spend_down: Arc::default(),
+            lease_refused: Arc::default(),
         }
+    }
+
+    /// `Lease` answers `invalid_argument` while set (the control plane is up but refuses).
+    pub fn refuse_leases(&self, refuse: bool) {
+        self.lease_refused.store(refuse, Ordering::SeqCst);
     }
 
     /// `Lease` and `SpendSummary` answer `unavailable` while set.
@@ -341,6 +348,9 @@ impl SyncService for FakeControlPlane {
         check_token(&request)?;
         if self.spend_down.load(Ordering::SeqCst) {
             return Err(Status::unavailable("database is down"));
+        }
+        if self.lease_refused.load(Ordering::SeqCst) {
+            return Err(Status::invalid_argument("counter window is not current"));
         }
         Ok(tonic::Response::new(self.grant(request.into_inner())))
     }
