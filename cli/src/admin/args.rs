@@ -393,6 +393,9 @@ pub enum BudgetCmd {
     ///
     /// Example: `tollgate admin budget set --group eng --period daily --limit-usd 20.00
     /// --per-member --alert 50,80,100`
+    ///
+    /// Replacing keeps the window's spend; switching an existing group cap between a shared
+    /// pool and `--per-member` is refused (delete the cap and set it again).
     Set(BudgetSetArgs),
     /// Every cap, with its scope and limit.
     List,
