@@ -11,7 +11,6 @@ use futures_util::StreamExt as _;
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -55,24 +54,9 @@ impl CountingProxy {
                 .build()?,
         };
         let server = proxy.clone();
-        tokio::spawn(async move {
-            loop {
-                let conn = tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    c = listener.accept() => c,
-                };
-                let Ok((stream, _)) = conn else { continue };
-                let proxy = server.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        async move { Ok::<_, Infallible>(proxy.forward(req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        crate::http_server::spawn(listener, shutdown, move |req| {
+            let proxy = server.clone();
+            async move { proxy.forward(req).await }
         });
         Ok(proxy)
     }

@@ -11,7 +11,6 @@ use futures_util::StreamExt as _;
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -117,24 +116,9 @@ impl FakeAnthropic {
         let state = Arc::new(Mutex::new(State::default()));
         let fake = FakeAnthropic { addr, state };
         let server = fake.clone();
-        tokio::spawn(async move {
-            loop {
-                let conn = tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    c = listener.accept() => c,
-                };
-                let Ok((stream, _)) = conn else { continue };
-                let fake = server.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let fake = fake.clone();
-                        async move { Ok::<_, Infallible>(fake.handle(req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        crate::http_server::spawn(listener, shutdown, move |req| {
+            let fake = server.clone();
+            async move { fake.handle(req).await }
         });
         Ok(fake)
     }

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod claude_cli;
 pub mod counting_proxy;
 pub mod fake_anthropic;
+pub mod http_server;
 pub mod idp;
 pub mod killable;
 pub mod ledger;

@@ -63,6 +63,18 @@ pub async fn set_budget(
         .into_inner()
 }
 
+/// Sets the org's daily cap.
+pub async fn org_daily_cap(spend: &mut SpendApi, limit_micro_usd: u64) -> pb::BudgetInfo {
+    set_budget(
+        spend,
+        pb::BudgetScope::Org,
+        "",
+        pb::BudgetPeriod::Daily,
+        limit_micro_usd,
+    )
+    .await
+}
+
 /// A fixed instant in the middle of a UTC day (Monday 2026-11-23 12:00).
 pub fn noon() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()

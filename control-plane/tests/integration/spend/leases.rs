@@ -10,7 +10,9 @@ use tollgate_control_plane::store::spend::lease;
 use tollgate_policy::Period;
 use tollgate_proto::v1 as pb;
 
-use super::{ask, daily_counter, lease_at, ledger, noon, set_budget, spend_admin, usage};
+use super::{
+    ask, daily_counter, lease_at, ledger, noon, org_daily_cap, set_budget, spend_admin, usage,
+};
 use crate::support::{TestControlPlane, TestDb};
 
 const COST: u64 = 30_000;
@@ -36,14 +38,7 @@ impl OrgCap {
         let db = TestDb::create().await;
         let cp = TestControlPlane::start(&db).await;
         let mut spend = spend_admin(&cp).await;
-        let org = set_budget(
-            &mut spend,
-            pb::BudgetScope::Org,
-            "",
-            pb::BudgetPeriod::Daily,
-            limit,
-        )
-        .await;
+        let org = org_daily_cap(&mut spend, limit).await;
         let pool = db.pool().await;
         OrgCap {
             _db: db,
@@ -59,14 +54,7 @@ async fn concurrent_leases_from_three_data_planes_never_exceed_the_limit() {
     let db = TestDb::create().await;
     let cp = TestControlPlane::start(&db).await;
     let mut spend = spend_admin(&cp).await;
-    let budget = set_budget(
-        &mut spend,
-        pb::BudgetScope::Org,
-        "",
-        pb::BudgetPeriod::Daily,
-        LIMIT,
-    )
-    .await;
+    let budget = org_daily_cap(&mut spend, LIMIT).await;
     let counter = daily_counter(&budget, Utc::now());
     let key = counter.to_pb();
     let planes: Vec<Arc<DataPlane>> = (0..3)
@@ -158,14 +146,7 @@ async fn asks_are_all_or_nothing_across_counters() {
     let db = TestDb::create().await;
     let cp = TestControlPlane::start(&db).await;
     let mut spend = spend_admin(&cp).await;
-    let org = set_budget(
-        &mut spend,
-        pb::BudgetScope::Org,
-        "",
-        pb::BudgetPeriod::Daily,
-        LIMIT,
-    )
-    .await;
+    let org = org_daily_cap(&mut spend, LIMIT).await;
     let mut admin = cp.admin().await;
     crate::support::seed_catalogue(&mut admin).await;
     let group = set_budget(
@@ -411,14 +392,7 @@ async fn concurrent_two_counter_asks_never_overgrant_either_counter() {
     let mut admin = cp.admin().await;
     crate::support::seed_catalogue(&mut admin).await;
     let mut spend = spend_admin(&cp).await;
-    let org = set_budget(
-        &mut spend,
-        pb::BudgetScope::Org,
-        "",
-        pb::BudgetPeriod::Daily,
-        LIMIT,
-    )
-    .await;
+    let org = org_daily_cap(&mut spend, LIMIT).await;
     let group = set_budget(
         &mut spend,
         pb::BudgetScope::Group,

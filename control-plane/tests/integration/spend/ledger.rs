@@ -14,7 +14,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 use tollgate_proto::v1 as pb;
 
-use super::{ask, daily_counter, lease_at, ledger, set_budget, spend_admin, usage};
+use super::{ask, daily_counter, lease_at, ledger, org_daily_cap, set_budget, spend_admin, usage};
 use crate::support::{TestControlPlane, TestDb};
 
 #[tokio::test]
@@ -22,14 +22,7 @@ async fn report_usage_charges_each_record_once_even_when_resent() {
     let db = TestDb::create().await;
     let cp = TestControlPlane::start(&db).await;
     let mut spend = spend_admin(&cp).await;
-    let org = set_budget(
-        &mut spend,
-        pb::BudgetScope::Org,
-        "",
-        pb::BudgetPeriod::Daily,
-        10_000_000,
-    )
-    .await;
+    let org = org_daily_cap(&mut spend, 10_000_000).await;
     let weekly = set_budget(
         &mut spend,
         pb::BudgetScope::Org,
