@@ -79,6 +79,11 @@ async fn deliver_due(
     let Some(url) = settings.alert_webhook_url else {
         return Ok(0);
     };
+    let items = outbox::claim(&mut tx, BATCH, chrono::Utc::now()).await?;
+    if items.is_empty() {
+        return Ok(0);
+    }
+    // Decrypted only when something is due (not on every idle poll).
     let secret = match settings.alert_webhook_secret_enc {
         Some(sealed) => match identity.secrets().open(WEBHOOK_SECRET_PURPOSE, &sealed) {
             Ok(secret) => Some(secret),
@@ -91,7 +96,6 @@ async fn deliver_due(
         },
         None => None,
     };
-    let items = outbox::claim(&mut tx, BATCH, chrono::Utc::now()).await?;
     let mut attempted = 0;
     for item in &items {
         let result = tokio::select! {

@@ -24,7 +24,7 @@ use tollgate_policy::{
 };
 
 pub use clock::Clock;
-pub(crate) use headers::{CapReached, HeaderList, fetch_error_headers, iso_utc, success_headers};
+pub(crate) use headers::{CapReached, HeaderList, fetch_error_headers, success_headers};
 pub(crate) use keeper::spawn_lease_keeper;
 pub(crate) use lease::{CounterState, LeaseAsk, LeaseReply, SpendCallError, SpendSummary};
 pub use ledger::{CounterUse, Ledger, Representative};
@@ -326,20 +326,6 @@ impl Spend {
             }
         }
     }
-}
-
-/// Drops repeated counters (a caller listed in the same group twice), keeping the order.
-pub(crate) fn distinct(mut applied: Vec<AppliedBudget>) -> Vec<AppliedBudget> {
-    let mut seen = Vec::with_capacity(applied.len());
-    applied.retain(|a| {
-        if seen.contains(&a.counter) {
-            false
-        } else {
-            seen.push(a.counter.clone());
-            true
-        }
-    });
-    applied
 }
 
 /// The refusal for the cap at `applied`.

@@ -71,41 +71,13 @@ pub(crate) struct UsageRecord {
     pub cost_micro_usd: u64,
     /// Every spend counter the cost is charged to.
     #[serde(default)]
-    pub charges: Vec<Charge>,
+    pub charges: Vec<CounterKey>,
     /// The caller's group ids at admission.
     #[serde(default)]
     pub group_ids: Vec<String>,
     /// Where the price came from (`catalogue:…`, `override:…`, `fallback:…`).
     #[serde(default)]
     pub price_source: String,
-}
-
-/// One counter a usage record is charged to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Charge {
-    pub budget_id: String,
-    pub subject_id: String,
-    pub window_start_unix_s: i64,
-}
-
-impl From<&CounterKey> for Charge {
-    fn from(k: &CounterKey) -> Self {
-        Charge {
-            budget_id: k.budget_id.clone(),
-            subject_id: k.subject_id.clone(),
-            window_start_unix_s: k.window_start_unix_s,
-        }
-    }
-}
-
-impl From<&Charge> for CounterKey {
-    fn from(c: &Charge) -> Self {
-        CounterKey {
-            budget_id: c.budget_id.clone(),
-            subject_id: c.subject_id.clone(),
-            window_start_unix_s: c.window_start_unix_s,
-        }
-    }
 }
 
 impl UsageRecord {
@@ -242,7 +214,7 @@ pub(crate) fn test_record(id: &str) -> UsageRecord {
         cache_creation_1h_tokens: 6,
         cache_read_tokens: 7,
         cost_micro_usd: 8,
-        charges: vec![Charge {
+        charges: vec![CounterKey {
             budget_id: "b".into(),
             subject_id: String::new(),
             window_start_unix_s: 86_400,

@@ -16,20 +16,6 @@ pub async fn usage_cost(pool: &PgPool, principal: &str) -> anyhow::Result<(u64, 
     Ok((u64::try_from(n)?, u64::try_from(sum)?))
 }
 
-/// Costs of every usage record of one principal, in the order they started.
-pub async fn usage_costs(pool: &PgPool, principal: &str) -> anyhow::Result<Vec<u64>> {
-    let rows: Vec<i64> = sqlx::query_scalar(
-        "SELECT u.cost_micro_usd FROM usage_records u JOIN principals p ON p.id = u.principal_id \
-         WHERE p.email = $1 OR p.name = $1 ORDER BY u.started_at",
-    )
-    .bind(principal)
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|c| u64::try_from(c).map_err(anyhow::Error::from))
-        .collect()
-}
-
 /// `spend_counters.spent_micro_usd` summed over every window and subject of one budget.
 pub async fn counter_spent(pool: &PgPool, budget_id: &str) -> anyhow::Result<u64> {
     let sum: i64 = sqlx::query_scalar(

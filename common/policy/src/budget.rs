@@ -123,7 +123,9 @@ impl BudgetSettings {
 }
 
 /// One counter: a budget, the subject it counts for, and the window.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct CounterKey {
     pub budget_id: String,
     /// Empty for a shared counter; the principal id for a per-member group budget.
@@ -184,8 +186,8 @@ impl Budgets {
             + self.by_key.values().map(Vec::len).sum::<usize>()
     }
 
-    /// Every budget that applies to `caller` at `now_unix_s`, each with its counter; in a
-    /// stable order (org, groups in the caller's order, user, key; then period).
+    /// Every budget that applies to `caller` at `now_unix_s`, each once with its counter; in
+    /// a stable order (org, groups in the caller's order, user, key; then period).
     pub fn applicable(&self, caller: &Caller, now_unix_s: i64) -> Vec<AppliedBudget> {
         if self.is_empty() {
             return Vec::new();
@@ -193,6 +195,10 @@ impl Budgets {
         let principal_id = caller.principal().id.as_str();
         let mut out = Vec::new();
         let mut push = |budget: &Arc<Budget>| {
+            // A group listed twice among the caller's groups must not charge its cap twice.
+            if out.iter().any(|a: &AppliedBudget| a.budget.id == budget.id) {
+                return;
+            }
             let window = budget.period.window(now_unix_s);
             let subject_id = if budget.per_member {
                 principal_id.to_owned()

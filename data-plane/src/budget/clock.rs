@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Unix seconds for spend windows. Cloning shares the same clock.
 #[derive(Debug, Clone, Default)]
@@ -40,9 +39,7 @@ impl Clock {
     pub fn now_unix_s(&self) -> i64 {
         match &self.0 {
             Some(at) => at.load(Ordering::SeqCst),
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            None => crate::gateway::unix_now_s(),
         }
     }
 }

@@ -162,18 +162,6 @@ fn minute_utc(unix_s: i64) -> String {
     )
 }
 
-/// `2026-11-23T00:00:00Z`
-pub(crate) fn iso_utc(unix_s: i64) -> String {
-    let (y, m, d) = civil_from_unix_s(unix_s);
-    let secs = unix_s.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use tollgate_policy::unix_s_from_civil;
@@ -282,7 +270,6 @@ mod tests {
     #[test]
     fn instants_format_as_utc() {
         let t = unix_s_from_civil(2028, 2, 29) + 3_600 + 120 + 5;
-        assert_eq!(iso_utc(t), "2028-02-29T01:02:05Z");
         assert_eq!(minute_utc(t), "2028-02-29 01:02");
     }
 }

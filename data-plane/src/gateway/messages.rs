@@ -7,14 +7,14 @@
 
 use bytes::Bytes;
 use http::{Request, Response};
-use tollgate_policy::{AccessError, Caller, ProviderKind, RouteTarget, Snapshot};
+use tollgate_policy::{AccessError, Caller, CounterKey, ProviderKind, RouteTarget, Snapshot};
 
 use super::{Gateway, RequestContext, ResponseBody};
 use crate::budget::{self, Admission, HeaderList, Reservation, success_headers};
 use crate::error::{ApiError, ErrorCode};
 use crate::providers::{self, Endpoint, ProviderCall};
 use crate::request::{BodyError, RequestFields, check_declared_length, extract_fields, read_body};
-use crate::usage::{Charge, Outcome, PendingUsage, UsageRecord, unix_ms};
+use crate::usage::{Outcome, PendingUsage, UsageRecord, unix_ms};
 
 pub(super) async fn handle<B>(
     gateway: &Gateway,
@@ -111,11 +111,12 @@ where
 }
 
 /// What spend admission hands to the rest of a Messages call.
+#[derive(Default)]
 struct SpendAdmission {
     /// Claude Code's headers for a success (only under a cap).
     headers: Option<HeaderList>,
     reservation: Option<Reservation>,
-    charges: Vec<Charge>,
+    charges: Vec<CounterKey>,
 }
 
 /// Prices the request and, under caps, reserves its estimate on every counter.
@@ -134,21 +135,10 @@ async fn admit_spend(
         ));
     };
     let budgets = snapshot.budgets();
-    if budgets.is_empty() {
-        return Ok(SpendAdmission {
-            headers: None,
-            reservation: None,
-            charges: Vec::new(),
-        });
-    }
     let now_unix_s = gateway.spend.clock().now_unix_s();
-    let applied = budget::distinct(budgets.applicable(caller, now_unix_s));
+    let applied = budgets.applicable(caller, now_unix_s);
     if applied.is_empty() {
-        return Ok(SpendAdmission {
-            headers: None,
-            reservation: None,
-            charges: Vec::new(),
-        });
+        return Ok(SpendAdmission::default());
     }
     let estimate = budgets
         .settings
@@ -167,7 +157,7 @@ async fn admit_spend(
                     .get(r.index)
                     .map(|a| success_headers(r.usage, a.window.end_unix_s))
             }),
-            charges: reservation.counters().iter().map(Charge::from).collect(),
+            charges: reservation.counters().to_vec(),
             reservation: Some(reservation),
         }),
         Admission::Refused { index, usage } => {

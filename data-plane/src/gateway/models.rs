@@ -65,29 +65,14 @@ fn render<'a>(models: impl Iterator<Item = &'a Model>) -> Result<Bytes, ApiError
 
 /// Unix seconds as RFC 3339 UTC, e.g. `2025-05-14T00:00:00Z`.
 pub(crate) fn rfc3339(unix_s: i64) -> String {
-    let days = unix_s.div_euclid(86_400);
+    let (y, m, d) = tollgate_policy::civil_from_unix_s(unix_s);
     let secs = unix_s.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         secs / 3600,
         secs % 3600 / 60,
         secs % 60
     )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -100,6 +85,7 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(1_835_398_925), "2028-02-29T01:02:05Z");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tollgate_policy::{AppliedBudget, Period};
 
 use super::{Gateway, RequestContext, ResponseBody, full_body};
-use crate::budget::{self, CounterUse, SpendCallError, SpendSummary, iso_utc};
+use crate::budget::{CounterUse, SpendCallError, SpendSummary};
 use crate::error::{ApiError, ErrorCode};
 
 /// Percent at or above which a limit is shown as a warning.
@@ -20,7 +20,7 @@ pub(super) async fn get(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let (snapshot, caller) = gateway.admit(ctx, headers)?;
     let now_unix_s = gateway.spend.clock().now_unix_s();
-    let applied = budget::distinct(snapshot.budgets().applicable(&caller, now_unix_s));
+    let applied = snapshot.budgets().applicable(&caller, now_unix_s);
     let body = if applied.is_empty() {
         let summary = gateway
             .spend
@@ -66,7 +66,7 @@ fn capped(applied: &[AppliedBudget], uses: &[CounterUse]) -> Value {
                 "kind": "spend",
                 "group": a.budget.period.as_str(),
                 "percent": percent,
-                "resets_at": iso_utc(a.window.end_unix_s),
+                "resets_at": super::models::rfc3339(a.window.end_unix_s),
                 "severity": if percent >= WARNING_PERCENT { "warning" } else { "normal" },
                 "is_active": true,
             })

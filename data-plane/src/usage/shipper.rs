@@ -9,7 +9,6 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tollgate_policy::CounterKey;
 use tollgate_proto::v1 as pb;
 
 use super::spool::{SpoolError, remove_spool, write_spool};
@@ -163,9 +162,7 @@ impl Shipper {
         );
         for record in self.pending.drain(..count) {
             if record.cost_micro_usd > 0 && !record.charges.is_empty() {
-                let counters: Vec<CounterKey> =
-                    record.charges.iter().map(CounterKey::from).collect();
-                self.ledger.reported(&counters, record.cost_micro_usd);
+                self.ledger.reported(&record.charges, record.cost_micro_usd);
             }
         }
         if self.spooled_unacked > 0 {
@@ -246,15 +243,7 @@ fn to_proto(r: &UsageRecord) -> pb::UsageRecord {
         cache_read_tokens: r.cache_read_tokens,
         endpoint: r.endpoint.clone(),
         cost_micro_usd: r.cost_micro_usd,
-        charges: r
-            .charges
-            .iter()
-            .map(|c| pb::CounterKey {
-                budget_id: c.budget_id.clone(),
-                subject_id: c.subject_id.clone(),
-                window_start_unix_s: c.window_start_unix_s,
-            })
-            .collect(),
+        charges: r.charges.iter().map(pb::CounterKey::from).collect(),
         group_ids: r.group_ids.clone(),
         price_source: r.price_source.clone(),
     }

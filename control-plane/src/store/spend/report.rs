@@ -7,7 +7,7 @@ use tollgate_policy::Period;
 use uuid::Uuid;
 
 use super::budgets::resolve_principal;
-use crate::store::{StoreError, group, parse_uuid};
+use crate::store::{StoreError, group, parse_uuid, provider};
 
 /// A report dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,19 +184,11 @@ async fn resolve(
         None => None,
     };
     let provider = match filter.provider {
-        Some(p) => {
-            let id: Option<Uuid> = sqlx::query_scalar(
-                "SELECT id FROM providers WHERE id IS NOT DISTINCT FROM $1 OR name = $2 \
-                 ORDER BY (id IS NOT DISTINCT FROM $1) DESC LIMIT 1",
-            )
-            .bind(parse_uuid(p))
-            .bind(p)
-            .fetch_optional(&mut *conn)
-            .await?;
-            Some(
-                id.ok_or_else(|| StoreError::InvalidArgument(format!("provider `{p}` not found")))?,
-            )
-        }
+        Some(p) => Some(
+            provider::resolve(conn, p)
+                .await?
+                .ok_or_else(|| StoreError::InvalidArgument(format!("provider `{p}` not found")))?,
+        ),
         None => None,
     };
     Ok(Resolved {
