@@ -54,6 +54,32 @@ impl Period {
         }
     }
 
+    /// The period named by [`Period::as_str`].
+    pub fn parse(name: &str) -> Option<Period> {
+        [Period::Daily, Period::Weekly, Period::Monthly]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
+
+    /// The period of a wire `BudgetPeriod` value; `None` when unspecified or unknown.
+    pub fn from_pb(value: i32) -> Option<Period> {
+        match pb::BudgetPeriod::try_from(value) {
+            Ok(pb::BudgetPeriod::Daily) => Some(Period::Daily),
+            Ok(pb::BudgetPeriod::Weekly) => Some(Period::Weekly),
+            Ok(pb::BudgetPeriod::Monthly) => Some(Period::Monthly),
+            _ => None,
+        }
+    }
+
+    /// The wire `BudgetPeriod`.
+    pub fn to_pb(self) -> pb::BudgetPeriod {
+        match self {
+            Period::Daily => pb::BudgetPeriod::Daily,
+            Period::Weekly => pb::BudgetPeriod::Weekly,
+            Period::Monthly => pb::BudgetPeriod::Monthly,
+        }
+    }
+
     /// The window containing `now_unix_s`.
     pub fn window(self, now_unix_s: i64) -> Window {
         window::window(self, now_unix_s)
@@ -249,12 +275,8 @@ impl Budgets {
                 Ok(pb::BudgetScope::Key) => BudgetScope::Key,
                 _ => return Err(format!("budget {} has no scope", b.id)),
             };
-            let period = match pb::BudgetPeriod::try_from(b.period) {
-                Ok(pb::BudgetPeriod::Daily) => Period::Daily,
-                Ok(pb::BudgetPeriod::Weekly) => Period::Weekly,
-                Ok(pb::BudgetPeriod::Monthly) => Period::Monthly,
-                _ => return Err(format!("budget {} has no period", b.id)),
-            };
+            let period = Period::from_pb(b.period)
+                .ok_or_else(|| format!("budget {} has no period", b.id))?;
             if b.id.is_empty() {
                 return Err("budget without an id".into());
             }

@@ -1,6 +1,7 @@
 //! The snapshot's spend caps and budget settings (defaults when no settings row exists).
 
 use sqlx::PgConnection;
+use tollgate_policy::Period;
 use tollgate_proto::v1 as pb;
 use uuid::Uuid;
 
@@ -79,12 +80,7 @@ pub(crate) fn scope(scope: &str) -> pb::BudgetScope {
 
 /// The wire period of a `budgets.period` value.
 pub(crate) fn period(period: &str) -> pb::BudgetPeriod {
-    match period {
-        "daily" => pb::BudgetPeriod::Daily,
-        "weekly" => pb::BudgetPeriod::Weekly,
-        "monthly" => pb::BudgetPeriod::Monthly,
-        _ => pb::BudgetPeriod::Unspecified,
-    }
+    Period::parse(period).map_or(pb::BudgetPeriod::Unspecified, Period::to_pb)
 }
 
 /// The wire outage mode of a `budget_settings.outage_mode` value.

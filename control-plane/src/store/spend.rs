@@ -17,7 +17,6 @@ pub mod settle;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
-use tollgate_policy::Period;
 use tollgate_proto::v1 as pb;
 use uuid::Uuid;
 
@@ -53,16 +52,6 @@ impl Counter {
             subject_id: self.subject_id.clone(),
             window_start_unix_s: self.window_start.timestamp(),
         }
-    }
-}
-
-/// A budget's period from its stored form.
-pub fn parse_period(period: &str) -> Option<Period> {
-    match period {
-        "daily" => Some(Period::Daily),
-        "weekly" => Some(Period::Weekly),
-        "monthly" => Some(Period::Monthly),
-        _ => None,
     }
 }
 

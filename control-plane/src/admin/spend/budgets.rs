@@ -1,6 +1,7 @@
 //! Spend caps: set, list, delete, explain; org-wide budget settings (outage mode, lease TTL,
 //! estimate rules, alert webhook).
 
+use tollgate_policy::Period;
 use tollgate_proto::v1 as pb;
 use tonic::Status;
 use uuid::Uuid;
@@ -32,16 +33,9 @@ pub(super) async fn set_budget(
             ));
         }
     };
-    let period = match pb::BudgetPeriod::try_from(req.period) {
-        Ok(pb::BudgetPeriod::Daily) => "daily",
-        Ok(pb::BudgetPeriod::Weekly) => "weekly",
-        Ok(pb::BudgetPeriod::Monthly) => "monthly",
-        _ => {
-            return Err(Status::invalid_argument(
-                "period must be daily, weekly or monthly",
-            ));
-        }
-    };
+    let period = Period::from_pb(req.period)
+        .ok_or_else(|| Status::invalid_argument("period must be daily, weekly or monthly"))?
+        .as_str();
     let limit = i64::try_from(req.limit_micro_usd)
         .map_err(|_| Status::invalid_argument("limit_micro_usd is out of range"))?;
     let mut thresholds = Vec::with_capacity(req.alert_thresholds_percent.len());

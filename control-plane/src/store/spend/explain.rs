@@ -8,11 +8,12 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use tollgate_policy::Period;
 use tollgate_policy::{Window, format_usd};
 use uuid::Uuid;
 
 use super::budgets::{BudgetRow, SELECT, resolve_principal};
-use super::{Counter, counter_state, from_micro, parse_period};
+use super::{Counter, counter_state, from_micro};
 use crate::store::{StoreError, parse_uuid};
 
 /// One cap that applies, with its standing now.
@@ -134,7 +135,7 @@ pub async fn explain(
         .await?;
     let mut standings = Vec::with_capacity(budgets.len());
     for budget in budgets {
-        let Some(period) = parse_period(&budget.period) else {
+        let Some(period) = Period::parse(&budget.period) else {
             continue;
         };
         let window = period.window(now.timestamp());

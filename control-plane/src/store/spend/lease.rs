@@ -18,7 +18,7 @@ use tollgate_policy::Period;
 use uuid::Uuid;
 
 use super::budgets::{self, BudgetRow};
-use super::{Counter, audit, counter_state, counter_target, parse_period, settings};
+use super::{Counter, audit, counter_state, counter_target, settings};
 use crate::store::StoreError;
 
 /// A data plane may ask about the previous or next window when the control plane's clock is
@@ -291,7 +291,7 @@ pub async fn lease(
 /// The counter must be in a window the budget's period allows now, and its subject must
 /// match the budget's mode (a principal id per member, '' for a shared pool).
 fn validate(budget: &BudgetRow, counter: &Counter, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let period = parse_period(&budget.period).ok_or_else(|| {
+    let period = Period::parse(&budget.period).ok_or_else(|| {
         StoreError::InvalidArgument(format!("budget {} has an unknown period", budget.id))
     })?;
     if !window_acceptable(period, counter.window_start.timestamp(), now.timestamp()) {

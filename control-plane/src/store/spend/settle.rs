@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::json;
 use sqlx::PgConnection;
+use tollgate_policy::Period;
 use tollgate_policy::format_usd;
 use uuid::Uuid;
 
 use super::budgets::{self, BudgetRow};
 use super::settings::{self, BudgetSettingsRow};
-use super::{Counter, audit, counter_target, from_micro, parse_period};
+use super::{Counter, audit, counter_target, from_micro};
 use crate::store::StoreError;
 
 /// A newly stored usage record's cost and the counters it is charged to.
@@ -194,7 +195,7 @@ async fn alert_payload(
             .await?
     };
     let start = counter.window_start.timestamp();
-    let end = parse_period(&budget.period).map_or(start, |p| p.window(start).end_unix_s);
+    let end = Period::parse(&budget.period).map_or(start, |p| p.window(start).end_unix_s);
     let iso = |s: i64| {
         chrono::DateTime::from_timestamp(s, 0)
             .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
