@@ -210,7 +210,6 @@ impl Spend {
         let ledger = self.ledger.clone();
         let api = self.api.clone();
         let data_plane_id = self.data_plane_id.clone();
-        ledger.calling(&asks);
         let call = tokio::spawn(async move {
             let answer = control_plane::lease(&api, &data_plane_id, &asks).await;
             if let Ok(reply) = &answer {
@@ -297,7 +296,6 @@ impl Spend {
             .ledger
             .plan_upkeep(Instant::now(), self.clock.now_unix_s(), ttl);
         if !asks.is_empty() {
-            self.ledger.calling(&asks);
             let reply = match control_plane::lease(&self.api, &self.data_plane_id, &asks).await {
                 Ok(reply) => Some(reply),
                 Err(error) => {

@@ -82,10 +82,10 @@ struct Slot {
     cp_spent: u64,
     /// Cost of settled requests whose usage records the control plane acknowledged.
     reported: u64,
-    /// `reported` when the last lease call on this counter was sent.
-    reported_at_call: u64,
-    /// `reported_at_call` of the call whose answer set `cp_spent`: everything settled
-    /// beyond it may be missing from `cp_spent`.
+    /// `reported` when the answer that set `cp_spent` was applied: the control plane had
+    /// stored (and so counted) that much of this data plane's spend; what was settled
+    /// beyond it is added to `cp_spent` for utilisation. (Taking it when the call was sent
+    /// instead counted records acknowledged during the call twice.)
     reported_in_spent: u64,
     last_used: Instant,
     window_end_unix_s: i64,
@@ -103,7 +103,6 @@ impl Slot {
             limit,
             cp_spent: 0,
             reported: 0,
-            reported_at_call: 0,
             reported_in_spent: 0,
             last_used: now,
             window_end_unix_s,
@@ -264,17 +263,6 @@ impl Ledger {
         asks
     }
 
-    /// Notes that a lease call for `asks` is about to be sent (what the control plane's
-    /// ledger already holds of this data plane's spend).
-    pub(crate) fn calling(&self, asks: &[LeaseAsk]) {
-        let mut slots = self.slots();
-        for ask in asks {
-            if let Some(slot) = slots.get_mut(&ask.counter) {
-                slot.reported_at_call = slot.reported;
-            }
-        }
-    }
-
     /// The control plane acknowledged a usage record of `cost` charged to `counters`.
     pub(crate) fn reported(&self, counters: &[CounterKey], cost: u64) {
         let mut slots = self.slots();
@@ -321,7 +309,7 @@ impl Ledger {
             }
             slot.limit = state.limit;
             slot.cp_spent = state.spent;
-            slot.reported_in_spent = slot.reported_at_call;
+            slot.reported_in_spent = slot.reported;
             // The control plane's own answer wins over the snapshot's TTL (a data plane
             // on an older snapshot must not outlive a shortened lease).
             let lifetime = state.expires_in.map_or(ttl, |answered| answered.min(ttl));

@@ -232,7 +232,6 @@ fn utilisation_counts_each_settled_cost_once_whether_or_not_the_control_plane_ha
     let counters = std::slice::from_ref(&a.counter);
     let now = Instant::now();
     let asks = ledger.reserve_for_lease(std::slice::from_ref(&a), 10, now);
-    ledger.calling(&asks);
     ledger.apply_reply(&asks, &reply(true, &[(500, 1_000, 200, false)]), now, TTL);
     ledger.settle(counters, 10, 100);
     let used = |l: &Ledger| l.usage_of(&a.counter).unwrap().used;
@@ -244,15 +243,20 @@ fn utilisation_counts_each_settled_cost_once_whether_or_not_the_control_plane_ha
 
     // A renewal before the record is acknowledged: the control plane still lacks it.
     let renew = [LeaseAsk::renew(a.counter.clone())];
-    ledger.calling(&renew);
     ledger.apply_reply(&renew, &reply(false, &[(0, 1_000, 200, false)]), now, TTL);
     assert_eq!(used(&ledger), 300);
 
     // Acknowledged, then a renewal that sees it: counted once.
     ledger.reported(counters, 100);
-    ledger.calling(&renew);
     ledger.apply_reply(&renew, &reply(false, &[(0, 1_000, 300, false)]), now, TTL);
     assert_eq!(used(&ledger), 300);
+
+    // Settled and acknowledged while a renewal is in flight, and the answer includes it:
+    // still counted once.
+    ledger.settle(counters, 0, 50);
+    ledger.reported(counters, 50);
+    ledger.apply_reply(&renew, &reply(false, &[(0, 1_000, 350, false)]), now, TTL);
+    assert_eq!(used(&ledger), 350);
 }
 
 #[test]
