@@ -23,8 +23,26 @@ pub struct DataPlaneConfig {
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
     pub upstream_connect_timeout: Duration,
-    /// How long to wait for a provider's response headers.
+    /// How long to wait for a provider's response headers (a route target may set its own).
     pub upstream_first_byte_timeout: Duration,
+    /// Longest silence between two chunks of a provider's answer before it is cut (an SSE
+    /// answer then ends with an `error` event). A route target may set its own.
+    pub upstream_idle_timeout: Duration,
+    /// Silence after which a `ping` event is sent on streams translated from upstreams that
+    /// send none (Bedrock's event stream). Claude Code abandons a stream silent for 300 s.
+    pub ping_interval: Duration,
+    /// Most targets tried for one request (failover before the first byte).
+    pub max_attempts: u32,
+    /// Consecutive failures that open a target's circuit breaker.
+    pub breaker_failure_threshold: u32,
+    /// How long an open breaker skips its target before one probe request.
+    pub breaker_cooldown: Duration,
+    /// Retries (failover attempts) allowed as a percentage of requests …
+    pub retry_budget_percent: u32,
+    /// … plus this many a second whatever the traffic.
+    pub retry_budget_min_per_second: u32,
+    /// How often breaker states are reported to the control plane.
+    pub health_report_interval: Duration,
     /// How long to keep reading a provider's answer after the client left, for metering.
     pub disconnect_drain_timeout: Duration,
     pub usage_batch_max: usize,
@@ -56,6 +74,14 @@ impl DataPlaneConfig {
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             upstream_connect_timeout: Duration::from_secs(10),
             upstream_first_byte_timeout: Duration::from_secs(300),
+            upstream_idle_timeout: Duration::from_secs(300),
+            ping_interval: Duration::from_secs(15),
+            max_attempts: 3,
+            breaker_failure_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            retry_budget_percent: 20,
+            retry_budget_min_per_second: 3,
+            health_report_interval: Duration::from_secs(10),
             disconnect_drain_timeout: Duration::from_secs(600),
             usage_batch_max: 500,
             usage_flush_interval: Duration::from_secs(1),
@@ -112,10 +138,28 @@ impl DataPlaneConfig {
                 self.upstream_first_byte_timeout.is_zero(),
             ),
             ("usage_flush_interval", self.usage_flush_interval.is_zero()),
+            (
+                "upstream_idle_timeout",
+                self.upstream_idle_timeout.is_zero(),
+            ),
+            ("ping_interval", self.ping_interval.is_zero()),
+            ("max_attempts", self.max_attempts == 0),
+            (
+                "breaker_failure_threshold",
+                self.breaker_failure_threshold == 0,
+            ),
+            ("breaker_cooldown", self.breaker_cooldown.is_zero()),
+            (
+                "health_report_interval",
+                self.health_report_interval.is_zero(),
+            ),
         ] {
             if zero {
                 problems.push(format!("{name}: must be positive"));
             }
+        }
+        if self.retry_budget_percent > 100 {
+            problems.push("retry_budget_percent: must be at most 100".to_owned());
         }
         if problems.is_empty() {
             Ok(())
@@ -172,5 +216,25 @@ mod tests {
         assert!(c.validate().is_ok());
         c.control_plane_http_url = Some("cp:8081".into());
         assert_eq!(c.validate().unwrap_err().problems.len(), 1);
+    }
+}
+
+impl DataPlaneConfig {
+    pub(crate) fn routing(&self) -> crate::routing::RoutingSettings {
+        crate::routing::RoutingSettings {
+            connect_timeout: self.upstream_connect_timeout,
+            first_byte_timeout: self.upstream_first_byte_timeout,
+            idle_timeout: self.upstream_idle_timeout,
+            ping_interval: self.ping_interval,
+            max_attempts: self.max_attempts,
+            breaker: crate::routing::BreakerSettings {
+                failure_threshold: self.breaker_failure_threshold,
+                cooldown: self.breaker_cooldown,
+            },
+            retry_budget: crate::routing::RetryBudgetSettings {
+                percent: self.retry_budget_percent,
+                min_per_second: self.retry_budget_min_per_second,
+            },
+        }
     }
 }

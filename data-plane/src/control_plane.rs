@@ -146,3 +146,21 @@ pub(crate) async fn spend_summary(
         month: reply.month_micro_usd,
     })
 }
+
+/// Reports breaker states (`ReportTargetHealth`); best effort.
+pub(crate) async fn report_target_health(
+    api: &SyncApi,
+    data_plane_id: &str,
+    targets: Vec<pb::TargetHealth>,
+) -> Result<(), tonic::Status> {
+    let request = pb::TargetHealthReport {
+        data_plane_id: data_plane_id.to_owned(),
+        targets,
+    };
+    let mut api = api.clone();
+    let call = api.report_target_health(request);
+    match tokio::time::timeout(SPEND_CALL_TIMEOUT, call).await {
+        Ok(result) => result.map(|_| ()),
+        Err(_) => Err(tonic::Status::deadline_exceeded("health report timed out")),
+    }
+}

@@ -54,15 +54,15 @@ pub(crate) fn empty_body() -> ResponseBody {
 /// Everything a request needs, shared by all connections.
 pub(crate) struct Gateway {
     pub snapshots: Arc<SnapshotStore>,
-    pub upstream: UpstreamClient,
     pub usage: UsageSink,
-    pub drain: DrainPolicy,
     pub data_plane_id: String,
     pub max_body_bytes: usize,
     /// Spend caps: the leased ledger, lease calls and the clock windows are read from.
     pub spend: Arc<Spend>,
     /// Relays telemetry and forwards OAuth/device paths (short timeouts, own pool).
     pub side: SideChannels,
+    /// Routing to providers: failover, breakers, retry budget, credentials.
+    pub exchange: crate::routing::Exchange,
 }
 
 impl Gateway {

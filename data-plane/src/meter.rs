@@ -14,7 +14,7 @@ use http::HeaderValue;
 use serde::Deserialize;
 use tollgate_policy::Usage;
 
-pub(crate) use body::{DrainPolicy, MeteredBody, UpstreamBody};
+pub(crate) use body::{BoxError, DrainPolicy, MeteredBody, UpstreamBody};
 pub use json::JsonUsageCollector;
 pub use sse::SseUsageScanner;
 

@@ -139,5 +139,7 @@ where
     }
 }
 
+pub mod edit;
+
 #[cfg(test)]
 mod tests;

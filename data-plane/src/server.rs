@@ -18,6 +18,7 @@ use crate::gateway::{Gateway, SideChannels};
 const SIDE_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(15);
 use crate::listener::spawn_listener;
 use crate::meter::DrainPolicy;
+use crate::routing::{Exchange, Router, spawn_health_reporter};
 use crate::snapshot::{SnapshotStore, spawn_snapshot_sync};
 use crate::upstream::UpstreamClient;
 use crate::usage::{
@@ -67,6 +68,7 @@ pub struct DataPlaneHandle {
     sync: JoinHandle<()>,
     drains: TaskTracker,
     keeper: JoinHandle<()>,
+    health: JoinHandle<()>,
     lease_stop: CancellationToken,
     shipper: JoinHandle<Result<(), ShipperError>>,
     usage_stop: CancellationToken,
@@ -134,25 +136,38 @@ pub async fn spawn(
     let lease_stop = CancellationToken::new();
     let keeper = spawn_lease_keeper(spend.clone(), snapshots.clone(), lease_stop.clone());
     let sync = spawn_snapshot_sync(
-        api,
+        api.clone(),
         snapshots.clone(),
         config.data_plane_id.clone(),
         shutdown.clone(),
     );
     let drains = TaskTracker::new();
+    let upstream = UpstreamClient::new(
+        config.upstream_connect_timeout,
+        config.upstream_first_byte_timeout,
+    );
+    let drain = DrainPolicy {
+        timeout: config.disconnect_drain_timeout,
+        tracker: drains.clone(),
+        shutdown: shutdown.clone(),
+        shutdown_grace: config.shutdown_drain_timeout,
+    };
+    let router = Arc::new(Router::new(config.routing()));
+    let health = spawn_health_reporter(
+        api.clone(),
+        router.clone(),
+        config.data_plane_id.clone(),
+        config.health_report_interval,
+        lease_stop.clone(),
+    );
     let gateway = Arc::new(Gateway {
         snapshots: snapshots.clone(),
-        upstream: UpstreamClient::new(
-            config.upstream_connect_timeout,
-            config.upstream_first_byte_timeout,
-        ),
-        usage,
-        drain: DrainPolicy {
-            timeout: config.disconnect_drain_timeout,
-            tracker: drains.clone(),
-            shutdown: shutdown.clone(),
-            shutdown_grace: config.shutdown_drain_timeout,
+        exchange: Exchange {
+            router,
+            client: upstream,
+            drain,
         },
+        usage,
         data_plane_id: config.data_plane_id.clone(),
         max_body_bytes: config.max_body_bytes,
         spend,
@@ -173,6 +188,7 @@ pub async fn spawn(
         sync,
         drains,
         keeper,
+        health,
         lease_stop,
         shipper,
         usage_stop,
@@ -202,6 +218,8 @@ impl DataPlaneHandle {
         // Everything has settled: hand the unused headroom of every lease back.
         self.lease_stop.cancel();
         let keeper = self.keeper.await.map_err(task("lease keeper"));
+        // The last breaker report is best effort.
+        let _ = self.health.await;
         let sync = self.sync.await.map_err(task("snapshot sync"));
         self.usage_stop.cancel();
         let shipped = match self.shipper.await {

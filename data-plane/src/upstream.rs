@@ -2,6 +2,8 @@
 
 pub mod headers;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,35 +24,25 @@ pub(crate) enum UpstreamError {
     Request(#[source] hyper_util::client::legacy::Error),
 }
 
-/// One connection pool for every provider.
+type PooledClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One connection pool per connect timeout (targets rarely differ): a default pool, and
+/// one more for each other connect timeout a route target asks for.
 #[derive(Clone)]
 pub(crate) struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: PooledClient,
+    connect_timeout: Duration,
     first_byte_timeout: Duration,
+    others: Arc<Mutex<HashMap<Duration, PooledClient>>>,
 }
 
 impl UpstreamClient {
     pub(crate) fn new(connect_timeout: Duration, first_byte_timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        // Uses the process's rustls crypto provider (ring, the only one compiled in).
-        let https = HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .timer(TokioTimer::new())
-            .build(https);
         UpstreamClient {
-            client,
+            client: pooled(connect_timeout),
+            connect_timeout,
             first_byte_timeout,
+            others: Arc::default(),
         }
     }
 
@@ -59,13 +51,51 @@ impl UpstreamClient {
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        tokio::time::timeout(self.first_byte_timeout, self.client.request(request))
+        self.send_with(request, None, self.first_byte_timeout).await
+    }
+
+    /// Sends `request` with a connect timeout (`None`: the default) and a bound on the time
+    /// to response headers.
+    pub(crate) async fn send_with(
+        &self,
+        request: Request<Full<Bytes>>,
+        connect_timeout: Option<Duration>,
+        first_byte_timeout: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let client = match connect_timeout {
+            Some(t) if t != self.connect_timeout => {
+                let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+                others.entry(t).or_insert_with(|| pooled(t)).clone()
+            }
+            _ => self.client.clone(),
+        };
+        tokio::time::timeout(first_byte_timeout, client.request(request))
             .await
-            .map_err(|_| UpstreamError::Timeout(self.first_byte_timeout))?
+            .map_err(|_| UpstreamError::Timeout(first_byte_timeout))?
             .map_err(UpstreamError::Request)
     }
 
     pub(crate) fn first_byte_timeout(&self) -> Duration {
         self.first_byte_timeout
     }
+}
+
+fn pooled(connect_timeout: Duration) -> PooledClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    // Uses the process's rustls crypto provider (ring, the only one compiled in).
+    let https = HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .timer(TokioTimer::new())
+        .build(https)
 }

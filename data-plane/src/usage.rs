@@ -152,6 +152,25 @@ impl PendingUsage {
         self.record.status
     }
 
+    /// Attributes the request to the target that answers it (after failover, not the one
+    /// tried first): its provider, upstream model and price.
+    pub(crate) fn serve_from(&mut self, target: &tollgate_policy::RouteTarget) {
+        if self.record.provider_id != target.provider.id {
+            self.record.provider_id.clone_from(&target.provider.id);
+        }
+        if self.record.upstream_model != target.upstream_model {
+            self.record
+                .upstream_model
+                .clone_from(&target.upstream_model);
+        }
+        if let Some(price) = &target.price {
+            if self.record.price_source != price.source {
+                self.record.price_source.clone_from(&price.source);
+            }
+        }
+        self.price.clone_from(&target.price);
+    }
+
     pub(crate) fn set_status(&mut self, status: u16) {
         self.record.status = status;
     }

@@ -10,6 +10,7 @@ mod budget;
 mod caller;
 mod credential;
 mod pricing;
+mod provider;
 mod settings;
 mod snapshot;
 mod token;
@@ -23,9 +24,12 @@ pub use budget::{
 pub use caller::{Caller, Session};
 pub use credential::{ApiKey, AuthError, Principal, PrincipalKind, secret_sha256};
 pub use pricing::{MICRO_USD_PER_USD, PriceRates, TargetPrice, UNIT_MULTIPLIER_BPS, format_usd};
-pub use settings::{ManagedSettings, SettingsDocument, canonical_json, checksum};
-pub use snapshot::{
-    Group, InvalidSnapshot, Model, Provider, ProviderKind, Route, RouteTarget, Snapshot,
+pub use provider::{
+    AnthropicProvider, BEDROCK_ANTHROPIC_VERSION, BedrockApi, BedrockAuth, BedrockProvider,
+    FoundryAuth, FoundryProvider, InvalidProvider, Provider, ProviderKind, SecretSource, Timeouts,
+    VERTEX_ANTHROPIC_VERSION, VertexAuth, VertexProvider,
 };
+pub use settings::{ManagedSettings, SettingsDocument, canonical_json, checksum};
+pub use snapshot::{Group, InvalidSnapshot, Model, Route, RouteTarget, Snapshot};
 pub use token::{TOKEN_LEEWAY_S, TokenClaims};
 pub use usage::Usage;

@@ -5,13 +5,13 @@ mod identity;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use secrecy::SecretString;
 use tollgate_proto::v1 as pb;
 
 use crate::access::{AccessError, ModelAccess};
 use crate::budget::Budgets;
 use crate::credential::{ApiKey, AuthError, Principal, PrincipalKind, secret_sha256};
 use crate::pricing::TargetPrice;
+use crate::provider::{InvalidProvider, Provider, Timeouts};
 use crate::settings::SettingsDocument;
 use crate::token::TokenVerifier;
 
@@ -21,27 +21,6 @@ pub struct Group {
     pub id: String,
     pub name: String,
     pub access: ModelAccess,
-}
-
-/// How a provider is reached.
-#[derive(Debug, Clone)]
-pub enum ProviderKind {
-    /// Built-in offline provider.
-    Demo,
-    /// An Anthropic Messages API upstream; requests are passed through.
-    Anthropic {
-        /// Absolute `http`/`https` base URL, without a trailing slash.
-        base_url: String,
-        api_key: SecretString,
-    },
-}
-
-/// A configured upstream.
-#[derive(Debug, Clone)]
-pub struct Provider {
-    pub id: String,
-    pub name: String,
-    pub kind: ProviderKind,
 }
 
 /// A client-facing model in the catalogue.
@@ -59,7 +38,12 @@ pub struct RouteTarget {
     pub provider: Arc<Provider>,
     /// The model id sent upstream.
     pub upstream_model: String,
+    /// Share among targets of equal priority (at least 1).
     pub weight: u32,
+    /// Lower is tried first.
+    pub priority: u32,
+    /// The target's timeouts, else its provider's; `None` fields take the data plane default.
+    pub timeouts: Timeouts,
     /// `None` when the model has no price and the fallback rule refuses it.
     pub price: Option<Arc<TargetPrice>>,
 }
@@ -68,6 +52,7 @@ pub struct RouteTarget {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub model: String,
+    /// Sorted by priority (stable: equal priorities keep their configured order).
     pub targets: Vec<RouteTarget>,
 }
 
@@ -97,10 +82,12 @@ pub enum InvalidSnapshot {
     UnknownGroup { key: String, group: String },
     #[error("provider `{0}` appears twice")]
     DuplicateProvider(String),
-    #[error("provider `{0}` has no kind")]
-    UnspecifiedProviderKind(String),
-    #[error("provider `{provider}` has an invalid base URL: {reason}")]
-    BadBaseUrl { provider: String, reason: String },
+    #[error(transparent)]
+    Provider(#[from] InvalidProvider),
+    #[error("alias `{0}` appears twice or shadows a model id")]
+    DuplicateAlias(String),
+    #[error("alias `{alias}` names `{model}`, which is not in the catalogue")]
+    AliasForUnknownModel { alias: String, model: String },
     #[error("model `{0}` appears twice")]
     DuplicateModel(String),
     #[error("model id must not be empty")]
@@ -148,6 +135,8 @@ pub struct Snapshot {
     /// Sorted by id, for stable listings.
     models: BTreeMap<String, Model>,
     routes: HashMap<String, Route>,
+    /// Alias → catalogue model id.
+    aliases: HashMap<String, String>,
     /// Group ids by group name (gateway tokens carry names).
     group_ids_by_name: HashMap<String, String>,
     tokens: TokenVerifier,
@@ -189,15 +178,27 @@ impl Snapshot {
         access: &ModelAccess,
         model: &str,
     ) -> Result<&Route, AccessError> {
-        if !self.models.contains_key(model) {
+        let canonical = self.canonical_model(model);
+        if !self.models.contains_key(canonical) {
             return Err(AccessError::UnknownModel(model.to_owned()));
         }
-        if !access.allows(model) {
+        // Groups grant catalogue models; granting an alias by name works too.
+        if !access.allows(canonical) && !access.allows(model) {
             return Err(AccessError::Denied(model.to_owned()));
         }
         self.routes
-            .get(model)
+            .get(canonical)
             .ok_or_else(|| AccessError::NoRoute(model.to_owned()))
+    }
+
+    /// The catalogue model an id names: itself, or the model an alias stands for.
+    pub fn canonical_model<'a>(&'a self, model: &'a str) -> &'a str {
+        self.aliases.get(model).map_or(model, String::as_str)
+    }
+
+    /// Aliases and the models they stand for.
+    pub fn aliases(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.aliases.iter().map(|(a, m)| (a.as_str(), m.as_str()))
     }
 
     /// The models `key` may call, sorted by id.
@@ -236,6 +237,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
         let providers = convert_providers(pb.providers)?;
         let models = convert_models(pb.models)?;
         let routes = convert_routes(pb.routes, &models, &providers)?;
+        let aliases = convert_aliases(pb.aliases, &models)?;
         let tokens = identity::convert_tokens(
             pb.token_issuer,
             pb.token_audience,
@@ -253,8 +255,8 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             None
         } else {
             Some(
-                validate_base_url("telemetry", &pb.telemetry_collector_url)
-                    .map_err(|e| InvalidSnapshot::BadTelemetryUrl(e.to_string()))?,
+                crate::provider::base_url(&pb.telemetry_collector_url)
+                    .map_err(InvalidSnapshot::BadTelemetryUrl)?,
             )
         };
         let budgets =
@@ -273,6 +275,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             providers,
             models,
             routes,
+            aliases,
             group_ids_by_name,
             tokens,
             default_group_ids: pb.default_group_ids,
@@ -367,44 +370,35 @@ fn convert_providers(
 ) -> Result<HashMap<String, Arc<Provider>>, InvalidSnapshot> {
     let mut out = HashMap::with_capacity(providers.len());
     for p in providers {
-        let kind = match pb::ProviderKind::try_from(p.kind) {
-            Ok(pb::ProviderKind::Demo) => ProviderKind::Demo,
-            Ok(pb::ProviderKind::Anthropic) => ProviderKind::Anthropic {
-                base_url: validate_base_url(&p.name, &p.base_url)?,
-                api_key: SecretString::from(p.api_key),
-            },
-            _ => return Err(InvalidSnapshot::UnspecifiedProviderKind(p.name)),
-        };
-        let provider = Provider {
-            id: p.id.clone(),
-            name: p.name,
-            kind,
-        };
-        if out.insert(p.id.clone(), Arc::new(provider)).is_some() {
-            return Err(InvalidSnapshot::DuplicateProvider(p.id));
+        let provider = Provider::from_pb(p)?;
+        let id = provider.id.clone();
+        if out.insert(id.clone(), Arc::new(provider)).is_some() {
+            return Err(InvalidSnapshot::DuplicateProvider(id));
         }
     }
     Ok(out)
 }
 
-/// Accepts an absolute http(s) URL with no query or fragment; strips trailing slashes.
-fn validate_base_url(provider: &str, url: &str) -> Result<String, InvalidSnapshot> {
-    let bad = |reason: &str| InvalidSnapshot::BadBaseUrl {
-        provider: provider.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(bad("scheme must be http or https")),
+fn convert_aliases(
+    aliases: Vec<pb::ModelAlias>,
+    models: &BTreeMap<String, Model>,
+) -> Result<HashMap<String, String>, InvalidSnapshot> {
+    let mut out = HashMap::with_capacity(aliases.len());
+    for a in aliases {
+        if a.alias.is_empty() || models.contains_key(&a.alias) {
+            return Err(InvalidSnapshot::DuplicateAlias(a.alias));
+        }
+        if !models.contains_key(&a.model) {
+            return Err(InvalidSnapshot::AliasForUnknownModel {
+                alias: a.alias,
+                model: a.model,
+            });
+        }
+        if out.insert(a.alias.clone(), a.model).is_some() {
+            return Err(InvalidSnapshot::DuplicateAlias(a.alias));
+        }
     }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(bad("missing host"));
-    }
-    if uri.query().is_some() {
-        return Err(bad("must not have a query"));
-    }
-    Ok(url.trim_end_matches('/').to_owned())
+    Ok(out)
 }
 
 fn convert_models(models: Vec<pb::Model>) -> Result<BTreeMap<String, Model>, InvalidSnapshot> {
@@ -470,8 +464,11 @@ fn convert_routes(
                     t.upstream_model
                 },
                 weight: t.weight.max(1),
+                priority: t.priority,
+                timeouts: Timeouts::from_pb(t.timeouts.as_ref()).or(provider.timeouts),
             });
         }
+        targets.sort_by_key(|t| t.priority);
         let route = Route {
             model: r.model.clone(),
             targets,

@@ -7,13 +7,14 @@
 
 use bytes::Bytes;
 use http::{Request, Response};
-use tollgate_policy::{AccessError, Caller, CounterKey, ProviderKind, RouteTarget, Snapshot};
+use tollgate_policy::{AccessError, Caller, CounterKey, Route, Snapshot, TargetPrice};
 
 use super::{Gateway, RequestContext, ResponseBody};
 use crate::budget::{self, Admission, HeaderList, Reservation, success_headers};
 use crate::error::{ApiError, ErrorCode};
-use crate::providers::{self, Endpoint, ProviderCall};
+use crate::providers::Endpoint;
 use crate::request::{BodyError, RequestFields, check_declared_length, extract_fields, read_body};
+use crate::routing::{OwnedFields, Routed};
 use crate::usage::{Outcome, PendingUsage, UsageRecord, unix_ms};
 
 pub(super) async fn handle<B>(
@@ -46,7 +47,7 @@ where
 
     let mut spend_headers = None;
     let pending = if endpoint == Endpoint::Messages {
-        let spend = admit_spend(gateway, &snapshot, &caller, target, &fields, body.len()).await?;
+        let spend = admit_spend(gateway, &snapshot, &caller, route, &fields, body.len()).await?;
         spend_headers = spend.headers;
         let record = UsageRecord {
             request_id: ctx.id.clone(),
@@ -84,21 +85,17 @@ where
         None
     };
     ctx.metered = pending.is_some();
-    let call = ProviderCall {
-        request_id: &ctx.id,
+    let routed = Routed {
+        request_id: ctx.id.clone(),
         endpoint,
-        headers: &parts.headers,
-        body: &body,
-        fields: &fields,
-        target,
+        fields: OwnedFields::from_fields(&fields),
+        model: route.model.clone(),
+        headers: parts.headers,
+        body,
+        snapshot: snapshot.clone(),
         pending,
     };
-    let mut response = match &target.provider.kind {
-        ProviderKind::Demo => providers::demo::respond(gateway, call),
-        ProviderKind::Anthropic { base_url, api_key } => {
-            providers::anthropic::forward(gateway, call, base_url, api_key).await?
-        }
-    };
+    let mut response = gateway.exchange.serve(routed).await?;
     if let Some(headers) = spend_headers
         && response.status().is_success()
     {
@@ -120,29 +117,44 @@ struct SpendAdmission {
 }
 
 /// Prices the request and, under caps, reserves its estimate on every counter.
+///
+/// Any target may answer (failover), so the estimate uses the most expensive one; every
+/// target must have a price.
 async fn admit_spend(
     gateway: &Gateway,
     snapshot: &Snapshot,
     caller: &Caller,
-    target: &RouteTarget,
+    route: &Route,
     fields: &RequestFields<'_>,
     body_bytes: usize,
 ) -> Result<SpendAdmission, ApiError> {
-    let Some(price) = target.price.as_ref() else {
-        return Err(ApiError::new(
+    let unpriced = || {
+        ApiError::new(
             ErrorCode::InvalidRequest,
             format!("model {} has no price configured", fields.model),
-        ));
+        )
     };
+    if route.targets.iter().any(|t| t.price.is_none()) {
+        return Err(unpriced());
+    }
     let budgets = snapshot.budgets();
     let now_unix_s = gateway.spend.clock().now_unix_s();
     let applied = budgets.applicable(caller, now_unix_s);
     if applied.is_empty() {
         return Ok(SpendAdmission::default());
     }
-    let estimate = budgets
-        .settings
-        .estimate(price, body_bytes, fields.max_tokens.unwrap_or(0));
+    let estimate_at = |price: &TargetPrice| {
+        budgets
+            .settings
+            .estimate(price, body_bytes, fields.max_tokens.unwrap_or(0))
+    };
+    let estimate = route
+        .targets
+        .iter()
+        .filter_map(|t| t.price.as_deref())
+        .map(estimate_at)
+        .max()
+        .ok_or_else(unpriced)?;
     match gateway
         .spend
         .admit(&applied, estimate, &budgets.settings)

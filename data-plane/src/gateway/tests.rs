@@ -52,6 +52,8 @@ pub(crate) fn sample_snapshot() -> pb::Snapshot {
         targets: vec![pb::RouteTarget {
             provider_id: "p-demo".into(),
             upstream_model: String::new(),
+            priority: 0,
+            timeouts: None,
             weight: 1,
             price: Some(sample_price()),
         }],
@@ -90,13 +92,23 @@ fn gateway(snapshot: Option<pb::Snapshot>, max_body_bytes: usize) -> (Gateway, U
     let (usage, queue) = usage_channel();
     let gateway = Gateway {
         snapshots,
-        upstream: UpstreamClient::new(Duration::from_secs(1), Duration::from_secs(1)),
         usage,
-        drain: DrainPolicy {
-            timeout: Duration::from_secs(5),
-            tracker: TaskTracker::new(),
-            shutdown: CancellationToken::new(),
-            shutdown_grace: Duration::from_secs(1),
+        exchange: crate::routing::Exchange {
+            router: Arc::new(crate::routing::Router::new(
+                crate::config::DataPlaneConfig::new(
+                    "127.0.0.1:0".parse().unwrap(),
+                    "http://127.0.0.1:9".into(),
+                    secrecy::SecretString::from("token"),
+                )
+                .routing(),
+            )),
+            client: UpstreamClient::new(Duration::from_secs(1), Duration::from_secs(1)),
+            drain: DrainPolicy {
+                timeout: Duration::from_secs(5),
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+                shutdown_grace: Duration::from_secs(1),
+            },
         },
         data_plane_id: "dp-test".into(),
         max_body_bytes,

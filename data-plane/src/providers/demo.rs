@@ -17,14 +17,21 @@ use http_body_util::{BodyExt, StreamBody};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Endpoint, ProviderCall};
-use crate::gateway::{Gateway, ResponseBody, full_body};
+use super::{Endpoint, Outbound};
+use crate::gateway::{ResponseBody, full_body};
+use crate::meter::DrainPolicy;
 use crate::meter::UpstreamBody;
+use crate::usage::PendingUsage;
 
 /// Pause between streamed text deltas.
 const DELTA_PAUSE: Duration = Duration::from_millis(15);
 
-pub(crate) fn respond(gateway: &Gateway, mut call: ProviderCall<'_>) -> Response<ResponseBody> {
+pub(crate) fn respond(
+    drain: &DrainPolicy,
+    request_id: &str,
+    call: &Outbound<'_>,
+    pending: Option<PendingUsage>,
+) -> Response<ResponseBody> {
     let input_tokens = estimate_tokens(call.body.len());
     if call.endpoint == Endpoint::CountTokens {
         let mut response = Response::new(full_body(Bytes::from(format!(
@@ -36,7 +43,7 @@ pub(crate) fn respond(gateway: &Gateway, mut call: ProviderCall<'_>) -> Response
         return response;
     }
     let reply = Reply::new(call.body, &call.fields.model, call.fields.max_tokens);
-    let id = format!("msg_demo_{}", call.request_id.replace('-', ""));
+    let id = format!("msg_demo_{}", request_id.replace('-', ""));
     let answer = Answer {
         id: &id,
         model: &call.fields.model,
@@ -54,13 +61,7 @@ pub(crate) fn respond(gateway: &Gateway, mut call: ProviderCall<'_>) -> Response
     if call.fields.stream {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     }
-    super::respond(
-        &gateway.drain,
-        StatusCode::OK,
-        headers,
-        body,
-        call.pending.take(),
-    )
+    super::respond(drain, StatusCode::OK, headers, body, pending)
 }
 
 fn estimate_tokens(bytes: usize) -> u64 {

@@ -35,15 +35,11 @@ pub fn is_forwarded(name: &HeaderName) -> bool {
 #[error("provider credential is not a valid header value")]
 pub struct InvalidCredential;
 
-/// The headers sent upstream for a client request.
+/// The headers sent upstream for a client request, before the provider credential.
 ///
 /// With `identity_encoding`, `accept-encoding` is replaced by `identity`: the meter must read
 /// the provider's usage report, which it cannot do inside a compressed body.
-pub fn upstream_request_headers(
-    client: &HeaderMap,
-    provider_api_key: &str,
-    identity_encoding: bool,
-) -> Result<HeaderMap, InvalidCredential> {
+pub fn forwarded_headers(client: &HeaderMap, identity_encoding: bool) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(16);
     for (name, value) in client {
         if is_forwarded(name) {
@@ -53,11 +49,42 @@ pub fn upstream_request_headers(
     if identity_encoding && out.contains_key(ACCEPT_ENCODING) {
         out.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     }
-    let mut key = HeaderValue::from_str(provider_api_key).map_err(|_| InvalidCredential)?;
-    key.set_sensitive(true);
-    out.insert(X_API_KEY, key);
+    out
+}
+
+/// The headers sent upstream for a client request, with the provider's API key as
+/// `x-api-key`.
+pub fn upstream_request_headers(
+    client: &HeaderMap,
+    provider_api_key: &str,
+    identity_encoding: bool,
+) -> Result<HeaderMap, InvalidCredential> {
+    let mut out = forwarded_headers(client, identity_encoding);
+    out.insert(X_API_KEY, sensitive_value(provider_api_key)?);
     Ok(out)
 }
+
+/// A credential as a header value, marked sensitive (hyper never logs or indexes it).
+pub fn sensitive_value(credential: &str) -> Result<HeaderValue, InvalidCredential> {
+    let mut value = HeaderValue::from_str(credential).map_err(|_| InvalidCredential)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The client's `anthropic-beta` values, split on `,` and trimmed, without the
+/// `request-tags-*` betas that Bedrock and Vertex reject.
+pub fn cloud_betas(client: &HeaderMap) -> Vec<&str> {
+    client
+        .get_all(ANTHROPIC_BETA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|b| !b.is_empty() && !b.starts_with("request-tags"))
+        .collect()
+}
+
+pub const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     matches!(

@@ -59,8 +59,11 @@ impl Snapshot {
     /// settings set `availableModels`, that list) and returns where to send it.
     pub fn authorize_caller(&self, caller: &Caller, model: &str) -> Result<&Route, AccessError> {
         let route = self.authorize_access(caller.access(), model)?;
+        let canonical = self.canonical_model(model);
         if let Some(available) = self.available_models(caller.group_ids())
-            && !available.iter().any(|m| m.as_str() == Some(model))
+            && !available
+                .iter()
+                .any(|m| m.as_str() == Some(model) || m.as_str() == Some(canonical))
         {
             return Err(AccessError::NotInAvailableModels(model.to_owned()));
         }

@@ -51,8 +51,13 @@ fn sample() -> pb::Snapshot {
                 id: "p-anth".into(),
                 name: "anthropic".into(),
                 kind: pb::ProviderKind::Anthropic as i32,
-                base_url: "https://api.anthropic.com/".into(),
-                api_key: "sk-secret".into(),
+                config: Some(pb::ProviderConfig {
+                    base_url: "https://api.anthropic.com/".into(),
+                    api_key: Some(pb::SecretRef {
+                        source: Some(pb::secret_ref::Source::Value("sk-secret".into())),
+                    }),
+                    ..Default::default()
+                }),
             },
         ],
         models: vec![
@@ -73,7 +78,7 @@ fn sample() -> pb::Snapshot {
                     provider_id: "p-demo".into(),
                     upstream_model: String::new(),
                     weight: 0,
-                    price: None,
+                    ..Default::default()
                 }],
             },
             pb::Route {
@@ -82,7 +87,7 @@ fn sample() -> pb::Snapshot {
                     provider_id: "p-anth".into(),
                     upstream_model: "claude-opus-4-8-20260101".into(),
                     weight: 1,
-                    price: None,
+                    ..Default::default()
                 }],
             },
         ],
@@ -161,10 +166,10 @@ fn visible_models_are_filtered_and_sorted() {
 fn strips_trailing_slash_from_base_url() {
     let snap = Snapshot::try_from(sample()).unwrap();
     match &snap.provider("p-anth").unwrap().kind {
-        ProviderKind::Anthropic { base_url, .. } => {
-            assert_eq!(base_url, "https://api.anthropic.com")
+        crate::ProviderKind::Anthropic(a) => {
+            assert_eq!(a.base_url, "https://api.anthropic.com")
         }
-        ProviderKind::Demo => unreachable!(),
+        _ => unreachable!(),
     }
 }
 
@@ -209,10 +214,12 @@ fn rejects_bad_hash_length_zero_version_and_bad_url() {
         InvalidSnapshot::ZeroVersion
     );
     let mut s = sample();
-    s.providers[1].base_url = "ftp://x".into();
+    if let Some(c) = s.providers[1].config.as_mut() {
+        c.base_url = "ftp://x".into();
+    }
     assert!(matches!(
         Snapshot::try_from(s).unwrap_err(),
-        InvalidSnapshot::BadBaseUrl { .. }
+        InvalidSnapshot::Provider(_)
     ));
 }
 
@@ -247,7 +254,7 @@ proptest! {
         let mut s = sample();
         s.version = version;
         if drop_group { s.groups.pop(); }
-        s.providers[1].base_url = url;
+        if let Some(c) = s.providers[1].config.as_mut() { c.base_url = url; }
         let _ = Snapshot::try_from(s);
     }
 }
@@ -410,4 +417,56 @@ mod bearer {
             InvalidSnapshot::BadTelemetryUrl(_)
         ));
     }
+}
+
+#[test]
+fn aliases_resolve_to_the_catalogue_model_and_may_not_shadow_one() {
+    let mut s = sample();
+    s.aliases.push(pb::ModelAlias {
+        alias: "sonnet".into(),
+        model: "claude-sonnet-5".into(),
+    });
+    let snap = Snapshot::try_from(s.clone()).unwrap();
+    assert_eq!(snap.canonical_model("sonnet"), "claude-sonnet-5");
+    assert_eq!(snap.canonical_model("claude-opus-4-8"), "claude-opus-4-8");
+    let eng = snap.authenticate("tg_one", 0).unwrap().clone();
+    assert_eq!(
+        snap.authorize(&eng, "sonnet").unwrap().model,
+        "claude-sonnet-5"
+    );
+    s.aliases.push(pb::ModelAlias {
+        alias: "claude-opus-4-8".into(),
+        model: "claude-sonnet-5".into(),
+    });
+    assert!(matches!(
+        Snapshot::try_from(s).unwrap_err(),
+        InvalidSnapshot::DuplicateAlias(_)
+    ));
+}
+
+#[test]
+fn route_targets_are_ordered_by_priority() {
+    let mut s = sample();
+    s.routes[1].targets = vec![
+        pb::RouteTarget {
+            provider_id: "p-anth".into(),
+            upstream_model: "second".into(),
+            priority: 2,
+            ..Default::default()
+        },
+        pb::RouteTarget {
+            provider_id: "p-demo".into(),
+            upstream_model: "first".into(),
+            priority: 1,
+            ..Default::default()
+        },
+    ];
+    let snap = Snapshot::try_from(s).unwrap();
+    let route = snap.route("claude-opus-4-8").unwrap();
+    let order: Vec<_> = route
+        .targets
+        .iter()
+        .map(|t| t.upstream_model.as_str())
+        .collect();
+    assert_eq!(order, ["first", "second"]);
 }

@@ -105,3 +105,23 @@ fn response_drops_hop_by_hop_and_ratelimit_and_renames_request_id() {
     );
     assert_eq!(out["upstream-request-id"], "req_upstream_1");
 }
+
+#[test]
+fn cloud_betas_split_trim_and_drop_request_tags() {
+    let mut h = HeaderMap::new();
+    h.append(
+        ANTHROPIC_BETA,
+        "claude-code-20250219, request-tags-2026-01-01,interleaved-thinking-2025-05-14"
+            .parse()
+            .unwrap(),
+    );
+    h.append(ANTHROPIC_BETA, "context-1m-2025-08-07".parse().unwrap());
+    assert_eq!(
+        cloud_betas(&h),
+        [
+            "claude-code-20250219",
+            "interleaved-thinking-2025-05-14",
+            "context-1m-2025-08-07"
+        ]
+    );
+}
