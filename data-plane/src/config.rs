@@ -14,6 +14,8 @@ use crate::budget::Clock;
 pub struct DataPlaneConfig {
     /// Where clients connect (HTTP/1.1 and h2c). Port 0 picks a free port.
     pub listen: SocketAddr,
+    /// The operator listener (`/metrics`, `/healthz`, `/readyz`); `None` = off.
+    pub admin_listen: Option<SocketAddr>,
     /// The control plane's gRPC endpoint, e.g. `http://127.0.0.1:50051`.
     pub control_plane_url: String,
     /// Sent as `authorization: Bearer …` on every control-plane call.
@@ -68,6 +70,7 @@ impl DataPlaneConfig {
     pub fn new(listen: SocketAddr, control_plane_url: String, sync_token: SecretString) -> Self {
         DataPlaneConfig {
             listen,
+            admin_listen: None,
             control_plane_url,
             sync_token,
             data_plane_id: format!("dp-{}", uuid::Uuid::new_v4().simple()),

@@ -17,6 +17,7 @@
 //! Start one with [`spawn`]; stop it by cancelling the token passed in, then
 //! [`DataPlaneHandle::wait`].
 
+mod admin_listener;
 mod auth;
 mod backoff;
 pub mod budget;

@@ -23,6 +23,9 @@ enum LogFormat {
 #[command(version)]
 struct Args {
     /// Address clients connect to (HTTP/1.1 and h2c).
+    /// Operator listener for `/metrics` (Prometheus), `/healthz` and `/readyz`; off when unset.
+    #[arg(long, env = "TOLLGATE_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The control plane's gRPC endpoint.
@@ -52,6 +55,37 @@ struct Args {
         default_value_t = 300
     )]
     upstream_first_byte_timeout_secs: u64,
+    /// Longest silence between two chunks of a provider's answer before it is cut (an SSE
+    /// answer then ends with an `error` event). Route targets may set their own.
+    #[arg(
+        long,
+        env = "TOLLGATE_UPSTREAM_IDLE_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    upstream_idle_timeout_secs: u64,
+    /// Silence after which a `ping` event is sent on streams translated from Bedrock's
+    /// event stream (which has no pings of its own).
+    #[arg(long, env = "TOLLGATE_PING_INTERVAL_SECS", default_value_t = 15)]
+    ping_interval_secs: u64,
+    /// Most route targets tried for one request (failover before the first byte).
+    #[arg(long, env = "TOLLGATE_MAX_ATTEMPTS", default_value_t = 3)]
+    max_attempts: u32,
+    /// Consecutive failures that open a route target's circuit breaker.
+    #[arg(long, env = "TOLLGATE_BREAKER_FAILURE_THRESHOLD", default_value_t = 5)]
+    breaker_failure_threshold: u32,
+    /// How long an open breaker skips its target before one probe request.
+    #[arg(long, env = "TOLLGATE_BREAKER_COOLDOWN_SECS", default_value_t = 30)]
+    breaker_cooldown_secs: u64,
+    /// Failover attempts allowed as a percentage of requests …
+    #[arg(long, env = "TOLLGATE_RETRY_BUDGET_PERCENT", default_value_t = 20)]
+    retry_budget_percent: u32,
+    /// … plus this many a second whatever the traffic.
+    #[arg(
+        long,
+        env = "TOLLGATE_RETRY_BUDGET_MIN_PER_SECOND",
+        default_value_t = 3
+    )]
+    retry_budget_min_per_second: u32,
     /// How long to keep metering a provider's answer after the client disconnected.
     #[arg(
         long,
@@ -93,10 +127,18 @@ impl Args {
         if let Some(id) = self.data_plane_id {
             config.data_plane_id = id;
         }
+        config.admin_listen = self.admin_listen;
         config.max_body_bytes = self.max_body_bytes;
         config.upstream_connect_timeout = Duration::from_secs(self.upstream_connect_timeout_secs);
         config.upstream_first_byte_timeout =
             Duration::from_secs(self.upstream_first_byte_timeout_secs);
+        config.upstream_idle_timeout = Duration::from_secs(self.upstream_idle_timeout_secs);
+        config.ping_interval = Duration::from_secs(self.ping_interval_secs);
+        config.max_attempts = self.max_attempts;
+        config.breaker_failure_threshold = self.breaker_failure_threshold;
+        config.breaker_cooldown = Duration::from_secs(self.breaker_cooldown_secs);
+        config.retry_budget_percent = self.retry_budget_percent;
+        config.retry_budget_min_per_second = self.retry_budget_min_per_second;
         config.disconnect_drain_timeout = Duration::from_secs(self.disconnect_drain_timeout_secs);
         config.shutdown_drain_timeout = Duration::from_secs(self.shutdown_drain_timeout_secs);
         config.usage_batch_max = self.usage_batch_max;

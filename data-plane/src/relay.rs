@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::time::{Instant, Sleep};
 
 use crate::meter::BoxError;
 use crate::meter::UpstreamBody;
+use crate::request::edit::{TopLevel, raw_string};
 
 /// Whether the body is an event stream (errors can be told in-band) or opaque JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,35 +265,37 @@ fn is_named(event: &[u8], name: &[u8]) -> bool {
 }
 
 /// A `message_start` event with `message.model` set to `model`; `None` if `event` is not
-/// one or already names `model`.
+/// one or already names `model`. Every other member keeps its bytes and place.
 fn rewrite_message_start(event: &[u8], model: &str) -> Option<Bytes> {
     if !is_named(event, b"message_start") {
         return None;
     }
     let data = event
         .split(|b| *b == b'\n')
-        .find_map(|line| line.strip_prefix(b"data:"))?;
-    let mut value: Value = serde_json::from_slice(data.trim_ascii()).ok()?;
-    let slot = value.get_mut("message")?.get_mut("model")?;
-    if slot.as_str() == Some(model) {
-        return None;
-    }
-    *slot = Value::String(model.to_owned());
-    Some(Bytes::from(format!(
-        "event: message_start\ndata: {value}\n\n"
-    )))
+        .find_map(|line| line.strip_prefix(b"data:"))?
+        .trim_ascii();
+    let mut outer = TopLevel::parse(data).ok()?;
+    let message = outer.get("message")?.get().to_owned();
+    let rewritten = rewrite_model(message.as_bytes(), model)?;
+    let rewritten = RawValue::from_string(String::from_utf8(rewritten.to_vec()).ok()?).ok()?;
+    outer.set("message", rewritten);
+    let mut out = BytesMut::with_capacity(event.len() + model.len() + 32);
+    out.extend_from_slice(b"event: message_start\ndata: ");
+    out.extend_from_slice(&outer.to_bytes(&[]));
+    out.extend_from_slice(b"\n\n");
+    Some(out.freeze())
 }
 
-/// A JSON answer with its top-level `model` set to `model` (other members unchanged).
-fn rewrite_json(body: &[u8], model: &str) -> Option<Bytes> {
-    let mut top = crate::request::edit::TopLevel::parse(body).ok()?;
+/// A JSON object with its top-level `model` set to `model` (other members unchanged, in
+/// place); `None` if it has no `model` or already names `model`.
+fn rewrite_model(body: &[u8], model: &str) -> Option<Bytes> {
+    let mut top = TopLevel::parse(body).ok()?;
     let current = top.get("model")?;
     if serde_json::from_str::<&str>(current.get()).ok() == Some(model) {
         return None;
     }
-    top.remove("model");
-    let value = crate::request::edit::raw_string(model);
-    Some(top.to_bytes(&[("model", &value)]))
+    top.set("model", raw_string(model));
+    Some(top.to_bytes(&[]))
 }
 
 impl Body for ModelRewrite {
@@ -335,7 +338,7 @@ impl Body for ModelRewrite {
                     let out = match std::mem::replace(&mut this.state, RewriteState::Passthrough) {
                         RewriteState::SearchingSse(buf) => buf.freeze(),
                         RewriteState::CollectingJson(buf) => {
-                            rewrite_json(&buf, &this.model).unwrap_or_else(|| buf.freeze())
+                            rewrite_model(&buf, &this.model).unwrap_or_else(|| buf.freeze())
                         }
                         RewriteState::Passthrough => Bytes::new(),
                     };

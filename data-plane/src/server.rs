@@ -16,6 +16,7 @@ use crate::gateway::{Gateway, SideChannels};
 
 /// Response-header bound for forwarded OAuth calls and telemetry relays.
 const SIDE_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::admin_listener::{AdminState, spawn_admin_listener};
 use crate::listener::spawn_listener;
 use crate::meter::DrainPolicy;
 use crate::routing::{Exchange, Router, spawn_health_reporter};
@@ -63,6 +64,9 @@ pub enum ShutdownError {
 pub struct DataPlaneHandle {
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
+    /// The admin listener's address, when enabled.
+    pub admin_addr: Option<SocketAddr>,
+    admin: Option<JoinHandle<()>>,
     snapshots: Arc<SnapshotStore>,
     listener: JoinHandle<()>,
     sync: JoinHandle<()>,
@@ -153,6 +157,21 @@ pub async fn spawn(
         shutdown_grace: config.shutdown_drain_timeout,
     };
     let router = Arc::new(Router::new(config.routing()));
+    let admin = match config.admin_listen {
+        Some(addr) => {
+            let bind_error = |source| StartError::Bind { addr, source };
+            let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+            let admin_addr = listener.local_addr().map_err(bind_error)?;
+            let state = AdminState {
+                router: router.clone(),
+                snapshots: snapshots.clone(),
+            };
+            let task = spawn_admin_listener(listener, state, lease_stop.clone());
+            tracing::info!(addr = %admin_addr, "admin listener (metrics, health) listening");
+            Some((admin_addr, task))
+        }
+        None => None,
+    };
     let health = spawn_health_reporter(
         api.clone(),
         router.clone(),
@@ -181,8 +200,11 @@ pub async fn spawn(
     });
     let listener = spawn_listener(listener, gateway, shutdown, config.shutdown_drain_timeout);
     tracing::info!(%addr, data_plane_id = %config.data_plane_id, "data plane listening");
+    let (admin_addr, admin) = admin.unzip();
     Ok(DataPlaneHandle {
         addr,
+        admin_addr,
+        admin,
         snapshots,
         listener,
         sync,
@@ -220,6 +242,9 @@ impl DataPlaneHandle {
         let keeper = self.keeper.await.map_err(task("lease keeper"));
         // The last breaker report is best effort.
         let _ = self.health.await;
+        if let Some(admin) = self.admin {
+            let _ = admin.await;
+        }
         let sync = self.sync.await.map_err(task("snapshot sync"));
         self.usage_stop.cancel();
         let shipped = match self.shipper.await {

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 /// The top-level members of a JSON object, in order, values as raw JSON text.
 pub struct TopLevel<'a> {
-    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    members: Vec<(Cow<'a, str>, Cow<'a, RawValue>)>,
 }
 
 /// The body is not a JSON object.
@@ -44,12 +44,31 @@ impl<'a> TopLevel<'a> {
             .deserialize_map(MembersVisitor)
             .map_err(|e| EditError(e.to_string()))?;
         de.end().map_err(|e| EditError(e.to_string()))?;
-        Ok(TopLevel { members })
+        Ok(TopLevel {
+            members: members
+                .into_iter()
+                .map(|(k, v)| (k, Cow::Borrowed(v)))
+                .collect(),
+        })
     }
 
     /// The raw JSON of a member.
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    pub fn get(&self, key: &str) -> Option<&RawValue> {
+        self.members
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Replaces a member's value where it stands (or appends the member).
+    pub fn set(&mut self, key: &str, value: Box<RawValue>) -> &mut Self {
+        match self.members.iter_mut().find(|(k, _)| k == key) {
+            Some((_, slot)) => *slot = Cow::Owned(value),
+            None => self
+                .members
+                .push((Cow::Owned(key.to_owned()), Cow::Owned(value))),
+        }
+        self
     }
 
     /// Removes every member named `key`.
@@ -88,7 +107,7 @@ impl<'a> TopLevel<'a> {
             if added.iter().any(|(k, _)| k == key) {
                 continue;
             }
-            put(&mut out, key, value);
+            put(&mut out, key, value.as_ref());
         }
         for (key, value) in added {
             put(&mut out, key, value);
@@ -150,5 +169,22 @@ mod tests {
     fn refuses_non_objects() {
         assert!(TopLevel::parse(b"[1]").is_err());
         assert!(TopLevel::parse(b"{\"a\":1} x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+
+    #[test]
+    fn set_replaces_in_place_and_appends_new_members() {
+        let body = br#"{"id":"m1","model":"up","usage":{"input_tokens":1}}"#;
+        let mut top = TopLevel::parse(body).unwrap();
+        top.set("model", raw_string("client"))
+            .set("extra", raw_string("x"));
+        assert_eq!(
+            &top.to_bytes(&[])[..],
+            br#"{"id":"m1","model":"client","usage":{"input_tokens":1},"extra":"x"}"#
+        );
     }
 }

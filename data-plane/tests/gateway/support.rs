@@ -355,6 +355,14 @@ impl SyncService for FakeControlPlane {
         Ok(tonic::Response::new(self.grant(request.into_inner())))
     }
 
+    async fn report_target_health(
+        &self,
+        request: tonic::Request<pb::TargetHealthReport>,
+    ) -> Result<tonic::Response<pb::TargetHealthAck>, Status> {
+        check_token(&request)?;
+        Ok(tonic::Response::new(pb::TargetHealthAck {}))
+    }
+
     async fn spend_summary(
         &self,
         request: tonic::Request<pb::SpendSummaryRequest>,
@@ -445,8 +453,13 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                 id: "p-up".into(),
                 name: "upstream".into(),
                 kind: pb::ProviderKind::Anthropic as i32,
-                base_url: upstream_base_url.into(),
-                api_key: PROVIDER_KEY.into(),
+                config: Some(pb::ProviderConfig {
+                    base_url: upstream_base_url.into(),
+                    api_key: Some(pb::SecretRef {
+                        source: Some(pb::secret_ref::Source::Value(PROVIDER_KEY.into())),
+                    }),
+                    ..Default::default()
+                }),
             },
             pb::Provider {
                 id: "p-demo".into(),
@@ -469,6 +482,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     upstream_model: "claude-sonnet-5-20990101".into(),
                     weight: 1,
                     price: Some(price()),
+                    ..Default::default()
                 }],
             },
             pb::Route {
@@ -478,6 +492,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     upstream_model: String::new(),
                     weight: 1,
                     price: Some(price()),
+                    ..Default::default()
                 }],
             },
             pb::Route {
@@ -487,6 +502,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     upstream_model: String::new(),
                     weight: 1,
                     price: Some(price()),
+                    ..Default::default()
                 }],
             },
             pb::Route {
@@ -496,6 +512,7 @@ pub fn snapshot(version: u64, upstream_base_url: &str) -> pb::Snapshot {
                     upstream_model: String::new(),
                     weight: 1,
                     price: Some(price()),
+                    ..Default::default()
                 }],
             },
         ],
@@ -537,6 +554,8 @@ pub struct Received {
 pub struct FakeUpstream {
     pub base_url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Requests for the model `flaky` fail with 503 while this is set.
+    flaky_failing: Arc<std::sync::atomic::AtomicBool>,
     completed_streams: Arc<AtomicUsize>,
     event_pause: Duration,
 }
@@ -549,6 +568,7 @@ impl FakeUpstream {
         let upstream = FakeUpstream {
             base_url: format!("http://{}", listener.local_addr().unwrap()),
             received: Arc::default(),
+            flaky_failing: Arc::default(),
             completed_streams: Arc::default(),
             event_pause,
         };
@@ -575,6 +595,21 @@ impl FakeUpstream {
         self.received.lock().unwrap().clone()
     }
 
+    pub fn set_flaky_failing(&self, failing: bool) {
+        self.flaky_failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// The models of the requests received, in order.
+    pub fn models(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .map(|r| {
+                let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                json["model"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+
     pub fn completed_streams(&self) -> usize {
         self.completed_streams.load(Ordering::SeqCst)
     }
@@ -591,6 +626,33 @@ impl FakeUpstream {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         if let Some(ms) = json["delay_ms"].as_u64() {
             tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let model = json["model"].as_str().unwrap_or_default().to_owned();
+        let failing_status = model
+            .strip_prefix("status-")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse::<u16>().ok())
+            .or_else(|| {
+                (model == "flaky" && self.flaky_failing.load(Ordering::SeqCst)).then_some(503)
+            });
+        if let Some(code) = failing_status {
+            let mut response = full(
+                StatusCode::from_u16(code).unwrap(),
+                "application/json",
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+                    .to_owned(),
+            );
+            if model.contains("noretry") {
+                response
+                    .headers_mut()
+                    .insert("x-should-retry", "false".parse().unwrap());
+            }
+            if model.contains("retryafter") {
+                response
+                    .headers_mut()
+                    .insert("retry-after", "3600".parse().unwrap());
+            }
+            return response;
         }
         let mut response = if path == "/v1/messages/count_tokens" {
             full(
