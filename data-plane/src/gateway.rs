@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::budget::Spend;
 use crate::error::{ApiError, ErrorCode};
-use crate::meter::{DrainPolicy, UpstreamBody};
+use crate::meter::UpstreamBody;
 use crate::providers::Endpoint;
 use crate::snapshot::SnapshotStore;
 use crate::upstream::UpstreamClient;

@@ -122,6 +122,7 @@ pub(crate) enum ErrorReply {
     Api(ApiError),
 }
 
+#[cfg(test)]
 impl ErrorReply {
     pub(crate) fn status(&self) -> StatusCode {
         match self {

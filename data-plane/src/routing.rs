@@ -143,7 +143,7 @@ enum LastFailure {
     Upstream(UpstreamFailure),
     Unreachable,
     Timeout,
-    Prepare(PrepareError),
+    Prepare,
 }
 
 impl Exchange {
@@ -188,9 +188,6 @@ impl Exchange {
                 identity_encoding: req.pending.is_some(),
             };
             if matches!(target.provider.kind, ProviderKind::Demo) {
-                if attempts > 0 {
-                    continue;
-                }
                 let mut pending = req.pending.take();
                 if let Some(p) = pending.as_mut() {
                     p.serve_from(target);
@@ -237,7 +234,7 @@ impl Exchange {
                             "provider request could not be prepared"
                         );
                         breaker.failure(&router.breakers.settings, now, "prepare failed", None);
-                        last = Some((index, LastFailure::Prepare(error)));
+                        last = Some((index, LastFailure::Prepare));
                         continue;
                     }
                 };
@@ -300,8 +297,20 @@ impl Exchange {
                 "upstream answered with an error"
             );
             if !failure.retryable {
-                // The target is up; the request is what failed.
-                breaker.success();
+                if matches!(parts.status.as_u16(), 401 | 403) {
+                    // The gateway's credential for this target is refused: the target is
+                    // broken for every request, so its breaker counts it (and opens, sending
+                    // later requests elsewhere); this request gets the mapped error.
+                    breaker.failure(
+                        &router.breakers.settings,
+                        Instant::now(),
+                        &failure.reason,
+                        None,
+                    );
+                } else {
+                    // The target is up; the request is what failed.
+                    breaker.success();
+                }
                 return Ok(self.reply_failure(failure, target, req.pending.take()));
             }
             breaker.failure(
@@ -338,7 +347,7 @@ impl Exchange {
                 ApiError::upstream_unreachable(),
                 Outcome::UpstreamError,
             )),
-            Some((_, LastFailure::Prepare(_))) => {
+            Some((_, LastFailure::Prepare)) => {
                 let error =
                     ApiError::new(ErrorCode::BadGateway, "upstream provider is misconfigured");
                 Err(fail(pending, error, Outcome::UpstreamError))

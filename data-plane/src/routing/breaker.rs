@@ -143,6 +143,7 @@ impl Breaker {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn state(&self) -> State {
         self.lock().state
     }
