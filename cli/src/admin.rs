@@ -3,6 +3,7 @@
 mod args;
 mod client;
 mod commands;
+mod credential_arg;
 mod time_arg;
 mod usd_arg;
 

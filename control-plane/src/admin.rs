@@ -10,7 +10,9 @@
 //!
 //! Choices worth knowing: a group may allow model ids that are not (yet) in the catalogue (the
 //! snapshot only ever grants catalogue models); `SetRoute` with no targets removes the route;
-//! a route target's weight 0 means 1; revoking a revoked key is a no-op returning the key.
+//! a route target's weight 0 means 1 and an unset priority is its position; revoking a revoked
+//! key is a no-op returning the key. Provider credentials given inline are stored sealed and
+//! never returned (`SecretRef.stored`); an alias never equals a model id.
 
 mod api_key;
 mod catalogue;
@@ -27,6 +29,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::credential::{ADMIN_KEY_PREFIX, bearer};
+use crate::identity::Identity;
 use crate::store;
 
 /// The `Admin` service of one organisation.
@@ -34,11 +37,21 @@ use crate::store;
 pub struct AdminService {
     pool: PgPool,
     org_id: Uuid,
+    /// Holds the secrets key that seals provider credentials.
+    identity: Identity,
 }
 
 impl AdminService {
-    pub fn new(pool: PgPool, org_id: Uuid) -> Self {
-        AdminService { pool, org_id }
+    pub fn new(pool: PgPool, org_id: Uuid, identity: Identity) -> Self {
+        AdminService {
+            pool,
+            org_id,
+            identity,
+        }
+    }
+
+    fn secrets(&self) -> &crate::identity::SecretsKey {
+        self.identity.secrets()
     }
 
     /// The connection pool, for services sharing this one's key check (e.g. `SpendAdmin`).
@@ -108,6 +121,18 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Reply<pb::DeleteResponse> {
         handle!(self, request, catalogue::delete_provider)
     }
+    async fn update_provider(
+        &self,
+        request: Request<pb::UpdateProviderRequest>,
+    ) -> Reply<pb::ProviderInfo> {
+        handle!(self, request, catalogue::update_provider)
+    }
+    async fn provider_status(
+        &self,
+        request: Request<pb::ProviderStatusRequest>,
+    ) -> Reply<pb::ProviderStatusResponse> {
+        handle!(self, request, catalogue::provider_status)
+    }
     async fn upsert_model(&self, request: Request<pb::UpsertModelRequest>) -> Reply<pb::ModelInfo> {
         handle!(self, request, catalogue::upsert_model)
     }
@@ -131,6 +156,21 @@ impl pb::admin_server::Admin for AdminService {
         request: Request<pb::ListRoutesRequest>,
     ) -> Reply<pb::ListRoutesResponse> {
         handle!(self, request, catalogue::list_routes)
+    }
+    async fn set_alias(&self, request: Request<pb::SetAliasRequest>) -> Reply<pb::AliasInfo> {
+        handle!(self, request, catalogue::set_alias)
+    }
+    async fn list_aliases(
+        &self,
+        request: Request<pb::ListAliasesRequest>,
+    ) -> Reply<pb::ListAliasesResponse> {
+        handle!(self, request, catalogue::list_aliases)
+    }
+    async fn delete_alias(
+        &self,
+        request: Request<pb::DeleteAliasRequest>,
+    ) -> Reply<pb::DeleteResponse> {
+        handle!(self, request, catalogue::delete_alias)
     }
     async fn create_group(&self, request: Request<pb::CreateGroupRequest>) -> Reply<pb::GroupInfo> {
         handle!(self, request, directory::create_group)

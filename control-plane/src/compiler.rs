@@ -5,8 +5,10 @@ use sqlx::PgPool;
 use tollgate_policy::InvalidSnapshot;
 use tollgate_proto::v1 as pb;
 
+use crate::identity::SecretsKey;
 use crate::store::StoreError;
 use crate::store::policy::{self, PolicyRows};
+use crate::store::provider::{CredentialsError, ProviderRow, TimeoutsJson};
 
 /// Why no snapshot could be produced.
 #[derive(Debug, thiserror::Error)]
@@ -23,11 +25,18 @@ pub enum CompileError {
     },
     #[error("cannot price route targets: {0}")]
     Pricing(String),
+    #[error("provider `{provider}`: {source}")]
+    Credentials {
+        provider: String,
+        #[source]
+        source: CredentialsError,
+    },
 }
 
 /// Reads the whole policy (core, identity, settings) and its version in one read-only
-/// `REPEATABLE READ` transaction, compiles and validates it.
-pub async fn compile(pool: &PgPool) -> Result<pb::Snapshot, CompileError> {
+/// `REPEATABLE READ` transaction, compiles and validates it. `secrets` opens provider
+/// credentials, which snapshots carry to data planes.
+pub async fn compile(pool: &PgPool, secrets: &SecretsKey) -> Result<pb::Snapshot, CompileError> {
     let mut tx = pool.begin().await.map_err(StoreError::from)?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
@@ -39,7 +48,7 @@ pub async fn compile(pool: &PgPool) -> Result<pb::Snapshot, CompileError> {
     let budget_rows = budgets::load(&mut tx).await?;
     let price_rows = crate::store::price::load(&mut tx).await?;
     tx.commit().await.map_err(StoreError::from)?;
-    let mut snapshot = build(rows, chrono::Utc::now().timestamp_millis())?;
+    let mut snapshot = build(rows, chrono::Utc::now().timestamp_millis(), secrets)?;
     identity::apply(&mut snapshot, identity_rows);
     settings::apply(&mut snapshot, settings_rows);
     budgets::apply(&mut snapshot, budget_rows);
@@ -62,6 +71,7 @@ pub fn validate(snapshot: &pb::Snapshot) -> Result<(), CompileError> {
 pub(crate) fn build(
     rows: PolicyRows,
     generated_at_unix_ms: i64,
+    secrets: &SecretsKey,
 ) -> Result<pb::Snapshot, CompileError> {
     let version = u64::try_from(rows.version)
         .ok()
@@ -103,14 +113,8 @@ pub(crate) fn build(
         providers: rows
             .providers
             .into_iter()
-            .map(|p| pb::Provider {
-                id: p.id.to_string(),
-                name: p.name,
-                kind: provider_kind(&p.kind) as i32,
-                base_url: p.base_url,
-                api_key: p.api_key,
-            })
-            .collect(),
+            .map(|p| provider(p, secrets))
+            .collect::<Result<_, _>>()?,
         models: rows
             .models
             .into_iter()
@@ -122,7 +126,34 @@ pub(crate) fn build(
             })
             .collect(),
         routes: routes(rows.route_targets),
+        aliases: rows
+            .aliases
+            .into_iter()
+            .map(|a| pb::ModelAlias {
+                alias: a.alias,
+                model: a.model_id,
+            })
+            .collect(),
         ..Default::default()
+    })
+}
+
+/// A snapshot provider: its settings, and its credentials opened (inline values as values,
+/// references as references).
+fn provider(p: ProviderRow, secrets: &SecretsKey) -> Result<pb::Provider, CompileError> {
+    let credentials = p
+        .credentials(secrets)
+        .map_err(|source| CompileError::Credentials {
+            provider: p.name.clone(),
+            source,
+        })?;
+    let mut config = p.settings().to_pb(&p.base_url);
+    credentials.fill(&mut config, true);
+    Ok(pb::Provider {
+        id: p.id.to_string(),
+        name: p.name,
+        kind: provider_kind(&p.kind) as i32,
+        config: Some(config),
     })
 }
 
@@ -134,6 +165,9 @@ fn routes(targets: Vec<policy::RouteTargetPolicyRow>) -> Vec<pb::Route> {
             provider_id: t.provider_id.to_string(),
             upstream_model: t.upstream_model,
             weight: u32::try_from(t.weight).unwrap_or(1),
+            priority: u32::try_from(t.priority.unwrap_or(t.position)).unwrap_or(0),
+            // The target's own; data planes fall back to the provider's field by field.
+            timeouts: TimeoutsJson::from_json(&t.timeouts).to_pb(),
             price: None,
         };
         match routes.last_mut() {
@@ -156,11 +190,26 @@ pub fn principal_kind(kind: &str) -> pb::PrincipalKind {
     }
 }
 
+/// The `providers.kind` value of a provider kind (`None` for an unset or unknown kind).
+pub fn provider_kind_name(kind: pb::ProviderKind) -> Option<&'static str> {
+    match kind {
+        pb::ProviderKind::Demo => Some("demo"),
+        pb::ProviderKind::Anthropic => Some("anthropic"),
+        pb::ProviderKind::Bedrock => Some("bedrock"),
+        pb::ProviderKind::Vertex => Some("vertex"),
+        pb::ProviderKind::Foundry => Some("foundry"),
+        pb::ProviderKind::Unspecified => None,
+    }
+}
+
 /// The snapshot's provider kind for a `providers.kind` value.
 pub fn provider_kind(kind: &str) -> pb::ProviderKind {
     match kind {
         "demo" => pb::ProviderKind::Demo,
         "anthropic" => pb::ProviderKind::Anthropic,
+        "bedrock" => pb::ProviderKind::Bedrock,
+        "vertex" => pb::ProviderKind::Vertex,
+        "foundry" => pb::ProviderKind::Foundry,
         _ => pb::ProviderKind::Unspecified,
     }
 }

@@ -79,9 +79,10 @@ pub enum EndpointScope {
 /// What pricing needs to know about a route target's provider.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProviderPricing {
-    /// `providers.kind` (`demo`, `anthropic`; later `bedrock`, `vertex`, `foundry`).
+    /// `providers.kind` (`demo`, `anthropic`, `bedrock`, `vertex`, `foundry`).
     pub kind: String,
-    /// The provider's region or endpoint location when it has one (`global`, `us-east5`, …).
+    /// The provider's region or endpoint location when it has one (`global`, `us-east5`, …;
+    /// `providers.config.region`).
     pub region: Option<String>,
     /// The admin's multiplier for this provider (`providers.price_multiplier_bps`).
     pub multiplier_bps: Option<u32>,
@@ -89,18 +90,22 @@ pub struct ProviderPricing {
 
 impl ProviderPricing {
     /// The endpoint scope of a request to `upstream_model` through this provider.
+    ///
+    /// Bedrock: the model id decides (a `global.` inference profile is global, any other id is
+    /// served in the endpoint's region or geography) whatever the provider's API region.
+    /// Vertex and others: the provider's region (`global` or a location).
     pub fn scope(&self, upstream_model: &str) -> EndpointScope {
+        if self.kind == "bedrock" && !upstream_model.is_empty() {
+            return if model_id::bedrock_is_global(upstream_model) {
+                EndpointScope::Global
+            } else {
+                EndpointScope::Regional
+            };
+        }
         match self.region.as_deref() {
             Some(region) if region.eq_ignore_ascii_case("global") => EndpointScope::Global,
-            Some(_) => EndpointScope::Regional,
-            None if self.kind == "bedrock" && !upstream_model.is_empty() => {
-                if model_id::bedrock_is_global(upstream_model) {
-                    EndpointScope::Global
-                } else {
-                    EndpointScope::Regional
-                }
-            }
-            None => EndpointScope::Unknown,
+            Some(region) if !region.is_empty() => EndpointScope::Regional,
+            _ => EndpointScope::Unknown,
         }
     }
 }

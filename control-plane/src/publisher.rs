@@ -18,6 +18,7 @@ use tracing::{debug, error, info};
 
 use crate::compiler;
 use crate::error_report::Report;
+use crate::identity::Identity;
 use listener::{ListenerEvent, spawn_listener};
 
 /// The latest published snapshot; `None` until the first compile succeeds.
@@ -32,17 +33,23 @@ pub fn snapshot_channel() -> (SnapshotSender, SnapshotReceiver) {
 
 /// Starts the publisher. `listen_pool` provides the dedicated `LISTEN` connection (a pool of
 /// one, so closing the main pool never disturbs it). The task ends on `shutdown`.
+/// `identity` provides the secrets key that opens provider credentials.
 pub fn spawn_publisher(
     pool: PgPool,
     listen_pool: PgPool,
     snapshots: SnapshotSender,
     resync_interval: Duration,
+    identity: Identity,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (events_tx, events) = mpsc::channel(16);
         let listener = spawn_listener(listen_pool, events_tx, shutdown.clone());
-        run(&pool, &snapshots, events, resync_interval, &shutdown).await;
+        let source = Source {
+            pool: &pool,
+            identity: &identity,
+        };
+        run(source, &snapshots, events, resync_interval, &shutdown).await;
         shutdown.cancel();
         if let Err(err) = listener.await {
             error!(error = %Report(&err), "policy listener task failed");
@@ -51,8 +58,15 @@ pub fn spawn_publisher(
     })
 }
 
+/// Where snapshots are compiled from.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    pool: &'a PgPool,
+    identity: &'a Identity,
+}
+
 async fn run(
-    pool: &PgPool,
+    pool: Source<'_>,
     snapshots: &SnapshotSender,
     mut events: mpsc::Receiver<ListenerEvent>,
     resync_interval: Duration,
@@ -93,8 +107,8 @@ fn is_news(event: &ListenerEvent, snapshots: &SnapshotSender) -> bool {
 }
 
 /// Recompiles and publishes; a failure is logged and the previous snapshot stays.
-async fn refresh(pool: &PgPool, snapshots: &SnapshotSender) {
-    match compiler::compile(pool).await {
+async fn refresh(source: Source<'_>, snapshots: &SnapshotSender) {
+    match compiler::compile(source.pool, source.identity.secrets()).await {
         Ok(snapshot) => {
             let version = snapshot.version;
             if publish(snapshots, snapshot) {

@@ -158,10 +158,11 @@ pub async fn spawn(
         listen_pool,
         snapshots_tx,
         config.resync_interval,
+        identity.clone(),
         stop.clone(),
     );
     let sync = SyncService::new(pool.clone(), snapshots, config.sync_token, stop.clone());
-    let admin = AdminService::new(pool.clone(), boot.org_id);
+    let admin = AdminService::new(pool.clone(), boot.org_id, identity.clone());
     let identity_admin = IdentityAdminService::new(admin.clone(), identity.clone());
     let spend_admin = crate::admin::spend::server(admin.clone(), identity.clone());
     let webhooks = crate::webhook::spawn(pool.clone(), identity.clone(), stop.clone());
@@ -231,9 +232,17 @@ async fn start_identity(
     store::identity::set_token_settings(pool, &settings.issuer, &settings.audience)
         .await
         .map_err(|e| StartError::Identity(e.into()))?;
-    Identity::start(pool.clone(), org_id, secrets, ephemeral, settings)
+    let identity = Identity::start(pool.clone(), org_id, secrets, ephemeral, settings)
         .await
-        .map_err(StartError::Identity)
+        .map_err(StartError::Identity)?;
+    // Provider API keys stored in plaintext by earlier versions are sealed now.
+    let sealed = store::provider::seal_legacy_api_keys(pool, identity.secrets())
+        .await
+        .map_err(StartError::Bootstrap)?;
+    if sealed > 0 {
+        info!(providers = sealed, "sealed plaintext provider API keys");
+    }
+    Ok(identity)
 }
 
 fn spawn_grpc_server(

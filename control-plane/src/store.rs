@@ -5,9 +5,11 @@
 //! `policy_version` and `NOTIFY tollgate_policy`, so the store never publishes anything itself.
 
 pub(crate) mod admin_key;
+pub(crate) mod alias;
 pub(crate) mod api_key;
 mod constraint;
 pub(crate) mod group;
+pub(crate) mod health;
 pub(crate) mod identity;
 pub(crate) mod model;
 pub(crate) mod org;

@@ -1,5 +1,6 @@
 //! The `Sync` gRPC service data planes call: the snapshot stream, usage reporting (stored and
-//! charged to spend counters in one transaction), spend leases and spend summaries.
+//! charged to spend counters in one transaction), spend leases, spend summaries and route
+//! target health reports.
 //! Every call needs `authorization: Bearer <sync token>`.
 
 mod usage;
@@ -137,6 +138,20 @@ impl pb::sync_server::Sync for SyncService {
         }))
     }
 
+    async fn report_target_health(
+        &self,
+        request: Request<pb::TargetHealthReport>,
+    ) -> Result<Response<pb::TargetHealthAck>, Status> {
+        self.authenticate(&request)?;
+        let report = request.into_inner();
+        if report.data_plane_id.trim().is_empty() {
+            return Err(Status::invalid_argument("data_plane_id must not be empty"));
+        }
+        let entries = health_entries(report.targets)?;
+        store::health::upsert(&self.pool, &report.data_plane_id, &entries).await?;
+        Ok(Response::new(pb::TargetHealthAck {}))
+    }
+
     async fn spend_summary(
         &self,
         request: Request<pb::SpendSummaryRequest>,
@@ -156,6 +171,51 @@ impl pb::sync_server::Sync for SyncService {
         }))
     }
 }
+
+/// Validates a health report's entries (provider ids must be UUIDs).
+fn health_entries(
+    targets: Vec<pb::TargetHealth>,
+) -> Result<Vec<store::health::HealthEntry>, Status> {
+    let instant = |ms: i64| {
+        (ms > 0)
+            .then(|| chrono::DateTime::from_timestamp_millis(ms))
+            .flatten()
+    };
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let provider_id = uuid::Uuid::parse_str(&t.provider_id).map_err(|_| {
+                Status::invalid_argument(format!("target {i}: provider_id is not a UUID"))
+            })?;
+            let state = match pb::BreakerState::try_from(t.state) {
+                Ok(pb::BreakerState::Closed) => "closed",
+                Ok(pb::BreakerState::Open) => "open",
+                Ok(pb::BreakerState::HalfOpen) => "half_open",
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "target {i}: unknown breaker state"
+                    )));
+                }
+            };
+            Ok(store::health::HealthEntry {
+                provider_id,
+                upstream_model: t.upstream_model,
+                state,
+                consecutive_failures: i32::try_from(t.consecutive_failures).unwrap_or(i32::MAX),
+                retry_at: instant(t.retry_at_unix_ms),
+                attempts: count(t.attempts),
+                failures: count(t.failures),
+                last_error: t.last_error.chars().take(MAX_LAST_ERROR_CHARS).collect(),
+                last_failure_at: instant(t.last_failure_unix_ms),
+            })
+        })
+        .collect()
+}
+
+/// Longer `last_error` texts are cut (they are short reasons, never provider messages).
+const MAX_LAST_ERROR_CHARS: usize = 200;
 
 /// Runs a store transaction again (up to three times in all) when a concurrent one made it
 /// abort (deadlock or serialization failure); the ledger's lock ordering makes that rare.

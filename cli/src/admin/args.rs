@@ -45,6 +45,9 @@ pub enum AdminCommand {
     /// Where each model is served.
     #[command(subcommand)]
     Routes(RouteCmd),
+    /// Other client-facing ids for catalogue models.
+    #[command(subcommand)]
+    Aliases(AliasCmd),
     /// Groups and the models their members may use.
     #[command(subcommand)]
     Groups(GroupCmd),
@@ -98,28 +101,114 @@ pub enum AdminCommand {
 #[derive(Debug, Subcommand)]
 pub enum ProviderCmd {
     /// Add a provider.
+    ///
+    /// Credentials: `--<credential>-file PATH` (read on this machine, `-` for stdin) or
+    /// `--<credential>-env VAR` (this machine's environment) store the value encrypted in the
+    /// control plane; `--<credential>-ref env:VAR` or `--<credential>-ref file:PATH` store a
+    /// reference each data plane resolves from its own environment or files.
+    ///
+    /// Example: `tollgate admin providers create bedrock-us --kind bedrock --region us-east-1
+    /// --aws-access-key-id-ref env:AWS_ACCESS_KEY_ID --aws-secret-access-key-ref
+    /// env:AWS_SECRET_ACCESS_KEY`
     Create {
-        #[arg(long)]
-        name: String,
-        /// `demo` (built-in, offline) or `anthropic` (Anthropic Messages API upstream).
-        #[arg(long)]
-        kind: String,
-        /// Base URL for `anthropic`, e.g. https://api.anthropic.com
-        #[arg(long, default_value = "")]
-        base_url: String,
-        /// Name of an environment variable holding the provider's API key.
-        #[arg(long)]
-        api_key_env: Option<String>,
-        /// File holding the provider's API key.
-        #[arg(long)]
-        api_key_file: Option<PathBuf>,
+        /// The provider's name (routes refer to it).
+        #[arg(required_unless_present = "name_flag", conflicts_with = "name_flag")]
+        name: Option<String>,
+        /// Same as the positional name (kept for older scripts).
+        #[arg(long = "name", id = "name_flag", hide = true)]
+        name_flag: Option<String>,
+        /// `anthropic`, `bedrock`, `vertex`, `foundry`, or `demo` (built-in, offline).
+        #[arg(long, value_enum)]
+        kind: ProviderKindArg,
+        #[command(flatten)]
+        settings: ProviderSettingsArgs,
+        #[command(flatten)]
+        credentials: CredentialArgs,
     },
+    /// Change a provider (name or id): the settings given replace theirs, the others are
+    /// kept; credentials not given are kept; `--clear` removes credentials.
+    Update {
+        provider: String,
+        #[command(flatten)]
+        settings: ProviderSettingsArgs,
+        #[command(flatten)]
+        credentials: CredentialArgs,
+        /// Credentials to remove, e.g. `--clear api-key` or `--clear
+        /// aws-access-key-id,aws-secret-access-key`.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        clear: Vec<CredentialName>,
+    },
+    /// Providers with their settings; credentials only as `stored` or as references.
     List,
     /// Delete a provider (by name or id); it must not be in a route.
-    Delete {
-        provider: String,
+    Delete { provider: String },
+    /// Circuit-breaker state of every route target, as each data plane last reported it.
+    Status {
+        /// Leave out reports older than this many seconds.
+        #[arg(long, default_value_t = 120)]
+        max_age_s: u32,
+        /// Print JSON (same as `--format json`).
+        #[arg(long)]
+        json: bool,
     },
 }
+
+/// A provider kind on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKindArg {
+    Anthropic,
+    Bedrock,
+    Vertex,
+    Foundry,
+    Demo,
+}
+
+/// Which Bedrock API a provider calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BedrockApiArg {
+    /// InvokeModel / InvokeModelWithResponseStream on bedrock-runtime.
+    Invoke,
+    /// The Messages API on bedrock-mantle.
+    Messages,
+}
+
+/// A provider's non-secret settings; which apply depends on the kind.
+#[derive(Debug, Default, Args)]
+pub struct ProviderSettingsArgs {
+    /// Endpoint override (required for `anthropic`, e.g. https://api.anthropic.com); `''`
+    /// returns a cloud provider to its default endpoint.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// bedrock, vertex: e.g. `us-east-1`; vertex also `global`, `us`, `eu`.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// vertex: the Google Cloud project id.
+    #[arg(long)]
+    pub project_id: Option<String>,
+    /// foundry: the resource in https://{resource}.services.ai.azure.com/anthropic.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// bedrock: which API to call (default invoke).
+    #[arg(long, value_enum)]
+    pub bedrock_api: Option<BedrockApiArg>,
+    /// bedrock (invoke), vertex: the body `anthropic_version` (default: the provider's).
+    #[arg(long)]
+    pub anthropic_version: Option<String>,
+    /// vertex: OAuth2 token endpoint override (default: the key file's `token_uri`).
+    #[arg(long, value_name = "URL")]
+    pub token_uri: Option<String>,
+    /// TCP + TLS connect timeout for this provider (0 = the data plane default).
+    #[arg(long, value_name = "MS")]
+    pub connect_timeout_ms: Option<u32>,
+    /// Time to the response headers (0 = the data plane default).
+    #[arg(long, value_name = "MS")]
+    pub first_byte_timeout_ms: Option<u32>,
+    /// Longest silence between two chunks of a response (0 = the data plane default).
+    #[arg(long, value_name = "MS")]
+    pub idle_timeout_ms: Option<u32>,
+}
+
+pub use super::credential_arg::{CredentialArgs, CredentialName};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCmd {
@@ -139,13 +228,36 @@ pub enum ModelCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum RouteCmd {
-    /// Set a model's targets, tried in order: `--target PROVIDER[=UPSTREAM_MODEL]`.
+    /// Replace a model's targets.
+    ///
+    /// `--target PROVIDER[:UPSTREAM_MODEL][,weight=N][,priority=N][,connect-timeout-ms=N]
+    /// [,first-byte-timeout-ms=N][,idle-timeout-ms=N]`, repeatable. Targets are tried by
+    /// ascending priority (default: their position), equal priorities in weighted random
+    /// order. `PROVIDER=UPSTREAM_MODEL` is accepted too.
+    ///
+    /// Example: `tollgate admin routes set claude-sonnet-4-5 --target
+    /// bedrock-us:us.anthropic.claude-sonnet-4-5-20250929-v1:0,priority=0 --target
+    /// vertex:claude-sonnet-4-5@20250929,priority=1,first-byte-timeout-ms=20000`
     Set {
         model: String,
-        #[arg(long = "target", required = true)]
+        #[arg(long = "target", required = true, value_name = "TARGET")]
         targets: Vec<String>,
     },
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCmd {
+    /// Make `alias` another client-facing id of catalogue model `model` (replacing what it
+    /// pointed at).
+    Set {
+        alias: String,
+        model: String,
+    },
+    List,
+    Delete {
+        alias: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -734,5 +846,51 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn provider_credentials_take_one_source_each_and_never_a_value() {
+        let AdminCommand::Providers(ProviderCmd::Create {
+            name,
+            kind,
+            settings,
+            credentials,
+            ..
+        }) = parse(&[
+            "providers",
+            "create",
+            "vx",
+            "--kind",
+            "vertex",
+            "--region",
+            "global",
+            "--project-id",
+            "p",
+            "--service-account-json-file",
+            "sa.json",
+            "--first-byte-timeout-ms",
+            "20000",
+        ])
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (name.as_deref(), kind),
+            (Some("vx"), ProviderKindArg::Vertex)
+        );
+        assert_eq!(settings.first_byte_timeout_ms, Some(20_000));
+        assert_eq!(credentials.given.len(), 1);
+        let create = ["providers", "create", "p", "--kind", "anthropic"];
+        let with = |extra: &[&str]| parse_args(create.iter().chain(extra).copied());
+        assert!(with(&["--api-key", "sk"]).is_err());
+        assert!(with(&["--api-key-env", "A", "--api-key-ref", "env:A"]).is_err());
+        assert!(with(&["--api-key-ref", "A"]).is_err());
+        assert!(with(&["--kind", "openai"]).is_err());
+        assert!(parse_args(["providers", "create", "p", "--name", "q", "--kind", "demo"]).is_err());
+        assert!(parse_args(["providers", "create", "--kind", "demo"]).is_err());
+        assert!(matches!(
+            parse(&["providers", "update", "p", "--clear", "api-key,aws-session-token"]),
+            AdminCommand::Providers(ProviderCmd::Update { clear, .. }) if clear.len() == 2
+        ));
     }
 }

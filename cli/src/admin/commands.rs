@@ -4,14 +4,14 @@ use anyhow::{Context as _, bail};
 use tollgate_proto::v1 as pb;
 
 use super::args::{
-    AdminArgs, AdminCommand, GroupCmd, KeyCmd, ModelCmd, PrincipalCmd, ProviderCmd, RouteCmd,
-    UsageArgs, UserCmd,
+    AdminArgs, AdminCommand, GroupCmd, KeyCmd, ModelCmd, PrincipalCmd, UsageArgs, UserCmd,
 };
 use super::client::{AdminClient, admin_key, connect};
 use super::time_arg::{format_instant, parse_duration, parse_instant};
 use crate::report::{Format, Report};
 
 mod identity;
+mod providers;
 mod settings;
 mod spend;
 
@@ -36,9 +36,10 @@ pub async fn execute(
     format: Format,
 ) -> anyhow::Result<String> {
     let report = match command {
-        AdminCommand::Providers(cmd) => providers(client, cmd).await?,
+        AdminCommand::Providers(cmd) => return providers::providers(client, cmd, format).await,
         AdminCommand::Models(cmd) => models(client, cmd).await?,
-        AdminCommand::Routes(cmd) => routes(client, cmd).await?,
+        AdminCommand::Routes(cmd) => providers::routes(client, cmd).await?,
+        AdminCommand::Aliases(cmd) => providers::aliases(client, cmd).await?,
         AdminCommand::Groups(cmd) => groups(client, cmd).await?,
         AdminCommand::Users(UserCmd::Principal(cmd)) => {
             principals(client, pb::PrincipalKind::User, cmd).await?
@@ -71,90 +72,6 @@ pub async fn execute(
 
 pub(super) fn status(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", e.message(), e.code())
-}
-
-fn provider_kind(kind: &str) -> anyhow::Result<pb::ProviderKind> {
-    match kind {
-        "demo" => Ok(pb::ProviderKind::Demo),
-        "anthropic" => Ok(pb::ProviderKind::Anthropic),
-        other => bail!("unknown provider kind `{other}`: expected `demo` or `anthropic`"),
-    }
-}
-
-fn provider_kind_name(kind: i32) -> &'static str {
-    match pb::ProviderKind::try_from(kind) {
-        Ok(pb::ProviderKind::Demo) => "demo",
-        Ok(pb::ProviderKind::Anthropic) => "anthropic",
-        _ => "unknown",
-    }
-}
-
-async fn providers(client: &mut AdminClient, cmd: ProviderCmd) -> anyhow::Result<Report> {
-    let mut r = Report::new([
-        "id",
-        "name",
-        "kind",
-        "base_url",
-        "has_api_key",
-        "created_at",
-    ]);
-    let row = |p: pb::ProviderInfo| {
-        vec![
-            p.id,
-            p.name,
-            provider_kind_name(p.kind).to_owned(),
-            p.base_url,
-            p.has_api_key.to_string(),
-            format_instant(p.created_at_unix_s),
-        ]
-    };
-    match cmd {
-        ProviderCmd::Create {
-            name,
-            kind,
-            base_url,
-            api_key_env,
-            api_key_file,
-        } => {
-            let api_key = match (api_key_env, api_key_file) {
-                (Some(var), _) => std::env::var(&var)
-                    .with_context(|| format!("environment variable {var} is not set"))?,
-                (None, Some(path)) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?
-                    .trim()
-                    .to_owned(),
-                (None, None) => String::new(),
-            };
-            let req = pb::CreateProviderRequest {
-                name,
-                kind: provider_kind(&kind)? as i32,
-                base_url,
-                api_key,
-            };
-            r.push(row(client
-                .create_provider(req)
-                .await
-                .map_err(status)?
-                .into_inner()));
-        }
-        ProviderCmd::List => {
-            let resp = client
-                .list_providers(pb::ListProvidersRequest {})
-                .await
-                .map_err(status)?;
-            resp.into_inner()
-                .providers
-                .into_iter()
-                .for_each(|p| r.push(row(p)));
-        }
-        ProviderCmd::Delete { provider } => {
-            client
-                .delete_provider(pb::DeleteProviderRequest { provider })
-                .await
-                .map_err(status)?;
-        }
-    }
-    Ok(r)
 }
 
 async fn models(client: &mut AdminClient, cmd: ModelCmd) -> anyhow::Result<Report> {
@@ -199,52 +116,6 @@ async fn models(client: &mut AdminClient, cmd: ModelCmd) -> anyhow::Result<Repor
                 .delete_model(pb::DeleteModelRequest { id })
                 .await
                 .map_err(status)?;
-        }
-    }
-    Ok(r)
-}
-
-fn route_rows(r: &mut Report, route: pb::RouteInfo) {
-    for (i, t) in route.targets.into_iter().enumerate() {
-        r.push(vec![
-            route.model.clone(),
-            i.to_string(),
-            t.provider_name,
-            t.upstream_model,
-            t.weight.to_string(),
-        ]);
-    }
-}
-
-async fn routes(client: &mut AdminClient, cmd: RouteCmd) -> anyhow::Result<Report> {
-    let mut r = Report::new(["model", "position", "provider", "upstream_model", "weight"]);
-    match cmd {
-        RouteCmd::Set { model, targets } => {
-            let targets = targets
-                .into_iter()
-                .map(|t| {
-                    let (provider, upstream) = t.split_once('=').unwrap_or((t.as_str(), ""));
-                    pb::RouteTargetSpec {
-                        provider: provider.to_owned(),
-                        upstream_model: upstream.to_owned(),
-                        weight: 1,
-                    }
-                })
-                .collect();
-            let req = pb::SetRouteRequest { model, targets };
-            route_rows(
-                &mut r,
-                client.set_route(req).await.map_err(status)?.into_inner(),
-            );
-        }
-        RouteCmd::List => {
-            let resp = client
-                .list_routes(pb::ListRoutesRequest {})
-                .await
-                .map_err(status)?;
-            for route in resp.into_inner().routes {
-                route_rows(&mut r, route);
-            }
         }
     }
     Ok(r)

@@ -74,6 +74,7 @@ pub async fn seed(endpoint: &str, admin_key: &str, opts: &SeedOptions) -> anyhow
                     provider: provider.clone(),
                     upstream_model: String::new(),
                     weight: 1,
+                    ..Default::default()
                 }],
             })
             .await
@@ -108,8 +109,11 @@ async fn seed_provider(client: &mut AdminClient, opts: &SeedOptions) -> anyhow::
             pb::CreateProviderRequest {
                 name: "upstream".into(),
                 kind: pb::ProviderKind::Anthropic as i32,
-                base_url: url.clone(),
-                api_key: opts.upstream_key.clone().unwrap_or_default(),
+                config: Some(pb::ProviderConfig {
+                    base_url: url.clone(),
+                    api_key: Some(upstream_key(opts.upstream_key.as_deref())),
+                    ..Default::default()
+                }),
             },
         ),
         None => (
@@ -123,6 +127,18 @@ async fn seed_provider(client: &mut AdminClient, opts: &SeedOptions) -> anyhow::
     };
     exists_ok(client.create_provider(req).await)?;
     Ok(name.to_owned())
+}
+
+/// The upstream key: the one given (stored encrypted), else a reference to
+/// `ANTHROPIC_API_KEY` in the environment (the data plane runs in this process).
+fn upstream_key(given: Option<&str>) -> pb::SecretRef {
+    let source = match given.filter(|k| !k.is_empty()) {
+        Some(key) => pb::secret_ref::Source::Value(key.to_owned()),
+        None => pb::secret_ref::Source::Env("ANTHROPIC_API_KEY".to_owned()),
+    };
+    pb::SecretRef {
+        source: Some(source),
+    }
 }
 
 /// Reuses the key remembered in the state directory while it is still active, else creates one.

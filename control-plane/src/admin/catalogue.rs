@@ -1,12 +1,19 @@
-//! Admin calls for providers, the model catalogue and routes.
+//! Admin calls for providers (and their health), the model catalogue, routes and aliases.
 
 use tollgate_proto::v1 as pb;
 use tonic::Status;
 
+use tracing::warn;
+
 use super::{AdminService, required};
-use crate::compiler::provider_kind;
+use crate::compiler::{provider_kind, provider_kind_name};
+use crate::store::StoreError;
+use crate::store::alias::{self, AliasRow};
+use crate::store::health::{self, HealthRow};
 use crate::store::model::{self, ModelRow};
-use crate::store::provider::{self, NewProvider, ProviderRow};
+use crate::store::provider::{
+    self, Credential, Credentials, NewProvider, ProviderRow, Settings, TimeoutsJson,
+};
 use crate::store::route::{self, RouteTargetRow, TargetSpec};
 
 pub(super) async fn create_provider(
@@ -14,43 +21,86 @@ pub(super) async fn create_provider(
     req: pb::CreateProviderRequest,
 ) -> Result<pb::ProviderInfo, Status> {
     let name = required("provider name", &req.name)?;
-    let kind = match pb::ProviderKind::try_from(req.kind) {
-        Ok(pb::ProviderKind::Demo) => "demo",
-        Ok(pb::ProviderKind::Anthropic) => {
-            required("base_url of an anthropic provider", &req.base_url)?;
-            "anthropic"
-        }
-        _ => {
-            return Err(Status::invalid_argument(
-                "unknown provider kind: use demo or anthropic",
-            ));
-        }
-    };
-    validate_provider(name, &req)?;
+    let kind = pb::ProviderKind::try_from(req.kind)
+        .ok()
+        .and_then(provider_kind_name)
+        .ok_or_else(|| {
+            Status::invalid_argument(
+                "unknown provider kind: use demo, anthropic, bedrock, vertex or foundry",
+            )
+        })?;
+    let config = req.config.unwrap_or_default();
+    if has_stored_marker(&config) {
+        return Err(Status::invalid_argument(
+            "a new provider's credentials must be values or references, not `stored`",
+        ));
+    }
+    let settings = Settings::from_pb(&config);
+    let credentials = Credentials::from_pb(&config);
+    validate_provider(name, req.kind, &config.base_url, &settings, &credentials)?;
     let new = NewProvider {
         name,
         kind,
-        base_url: &req.base_url,
-        api_key: &req.api_key,
+        base_url: &config.base_url,
+        settings: &settings,
+        credentials: &credentials,
     };
-    Ok(provider_info(provider::create(&svc.pool, &new).await?))
+    let row = provider::create(&svc.pool, svc.secrets(), &new).await?;
+    Ok(provider_info(svc, row))
 }
 
-/// Runs the provider through the snapshot conversion data planes use, so a provider that
-/// would make the snapshot invalid is refused here, with the same reason.
-fn validate_provider(name: &str, req: &pb::CreateProviderRequest) -> Result<(), Status> {
-    let probe = pb::Snapshot {
-        version: 1,
-        providers: vec![pb::Provider {
-            id: "probe".to_owned(),
-            name: name.to_owned(),
-            kind: req.kind,
-            base_url: req.base_url.clone(),
-            api_key: String::new(),
-        }],
-        ..Default::default()
+/// Replaces a provider's settings; credentials not given are kept, an empty value removes one.
+pub(super) async fn update_provider(
+    svc: &AdminService,
+    req: pb::UpdateProviderRequest,
+) -> Result<pb::ProviderInfo, Status> {
+    let name = required("provider", &req.provider)?;
+    let config = req.config.unwrap_or_default();
+    let settings = Settings::from_pb(&config);
+    let row = provider::update(&svc.pool, svc.secrets(), name, |row, current| {
+        let mut credentials = current.unwrap_or_default();
+        credentials.merge(&config);
+        let kind = provider_kind(&row.kind) as i32;
+        validate_provider(&row.name, kind, &config.base_url, &settings, &credentials)
+            .map_err(|status| StoreError::InvalidArgument(status.message().to_owned()))?;
+        Ok(provider::Update {
+            base_url: config.base_url.clone(),
+            settings: settings.clone(),
+            credentials,
+        })
+    })
+    .await?;
+    Ok(provider_info(svc, row))
+}
+
+fn has_stored_marker(config: &pb::ProviderConfig) -> bool {
+    Credential::ALL.iter().any(|c| {
+        matches!(
+            c.field(config).and_then(|s| s.source.as_ref()),
+            Some(pb::secret_ref::Source::Stored(_))
+        )
+    })
+}
+
+/// Runs the provider as it would be compiled through the conversion data planes use
+/// (`tollgate_policy::Provider::from_pb`), so a provider that would make the snapshot
+/// invalid is refused here, with the same reason. References are accepted as references.
+fn validate_provider(
+    name: &str,
+    kind: i32,
+    base_url: &str,
+    settings: &Settings,
+    credentials: &Credentials,
+) -> Result<(), Status> {
+    let mut config = settings.to_pb(base_url);
+    credentials.fill(&mut config, true);
+    let probe = pb::Provider {
+        id: "probe".to_owned(),
+        name: name.to_owned(),
+        kind,
+        config: Some(config),
     };
-    tollgate_policy::Snapshot::try_from(probe)
+    tollgate_policy::Provider::from_pb(probe)
         .map(drop)
         .map_err(|err| Status::invalid_argument(err.to_string()))
 }
@@ -61,7 +111,10 @@ pub(super) async fn list_providers(
 ) -> Result<pb::ListProvidersResponse, Status> {
     let providers = provider::list(&svc.pool).await?;
     Ok(pb::ListProvidersResponse {
-        providers: providers.into_iter().map(provider_info).collect(),
+        providers: providers
+            .into_iter()
+            .map(|row| provider_info(svc, row))
+            .collect(),
     })
 }
 
@@ -74,14 +127,66 @@ pub(super) async fn delete_provider(
     Ok(pb::DeleteResponse {})
 }
 
-fn provider_info(row: ProviderRow) -> pb::ProviderInfo {
+/// A provider as the API shows it: settings, references, and inline credentials only as
+/// `stored` (never their value). Unreadable credentials are left out (and logged).
+fn provider_info(svc: &AdminService, row: ProviderRow) -> pb::ProviderInfo {
+    let mut config = row.settings().to_pb(&row.base_url);
+    match row.credentials(svc.secrets()) {
+        Ok(credentials) => credentials.fill(&mut config, false),
+        Err(err) => warn!(provider = %row.name, error = %err, "cannot show provider credentials"),
+    }
     pb::ProviderInfo {
         id: row.id.to_string(),
-        name: row.name,
         kind: provider_kind(&row.kind) as i32,
-        base_url: row.base_url,
-        has_api_key: row.has_api_key,
+        name: row.name,
         created_at_unix_s: row.created_at.timestamp(),
+        config: Some(config),
+    }
+}
+
+/// Breaker states of route targets as data planes last reported them.
+pub(super) async fn provider_status(
+    svc: &AdminService,
+    req: pb::ProviderStatusRequest,
+) -> Result<pb::ProviderStatusResponse, Status> {
+    let max_age_s = if req.max_age_s == 0 {
+        DEFAULT_STATUS_MAX_AGE_S
+    } else {
+        req.max_age_s
+    };
+    let rows = health::list(&svc.pool, max_age_s).await?;
+    Ok(pb::ProviderStatusResponse {
+        targets: rows.into_iter().map(target_status).collect(),
+    })
+}
+
+/// Reports older than this are left out of `ProviderStatus` by default.
+const DEFAULT_STATUS_MAX_AGE_S: u32 = 120;
+
+fn target_status(row: HealthRow) -> pb::TargetStatus {
+    let ms = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or(0, |t| t.timestamp_millis());
+    let state = match row.state.as_str() {
+        "open" => pb::BreakerState::Open,
+        "half_open" => pb::BreakerState::HalfOpen,
+        _ => pb::BreakerState::Closed,
+    };
+    pb::TargetStatus {
+        data_plane_id: row.data_plane_id,
+        provider_id: row.provider_id.to_string(),
+        provider_name: row.provider_name,
+        upstream_model: row.upstream_model.clone(),
+        health: Some(pb::TargetHealth {
+            provider_id: row.provider_id.to_string(),
+            upstream_model: row.upstream_model,
+            state: state as i32,
+            consecutive_failures: u32::try_from(row.consecutive_failures).unwrap_or(0),
+            retry_at_unix_ms: ms(row.retry_at),
+            attempts: u64::try_from(row.attempts).unwrap_or(0),
+            failures: u64::try_from(row.failures).unwrap_or(0),
+            last_error: row.last_error,
+            last_failure_unix_ms: ms(row.last_failure_at),
+        }),
+        reported_at_unix_ms: row.reported_at.timestamp_millis(),
     }
 }
 
@@ -135,18 +240,23 @@ pub(super) async fn set_route(
     req: pb::SetRouteRequest,
 ) -> Result<pb::RouteInfo, Status> {
     let model = required("route model", &req.model)?;
-    let targets = req
-        .targets
-        .iter()
-        .map(|t| {
-            Ok(TargetSpec {
-                provider: required("route target provider", &t.provider)?,
-                upstream_model: &t.upstream_model,
-                weight: i32::try_from(t.weight.max(1))
-                    .map_err(|_| Status::invalid_argument("route target weight is too large"))?,
+    let targets =
+        req.targets
+            .iter()
+            .map(|t| {
+                Ok(TargetSpec {
+                    provider: required("route target provider", &t.provider)?,
+                    upstream_model: &t.upstream_model,
+                    weight: i32::try_from(t.weight.max(1)).map_err(|_| {
+                        Status::invalid_argument("route target weight is too large")
+                    })?,
+                    priority: t.priority.map(i32::try_from).transpose().map_err(|_| {
+                        Status::invalid_argument("route target priority is too large")
+                    })?,
+                    timeouts: TimeoutsJson::from_pb(t.timeouts.as_ref()),
+                })
             })
-        })
-        .collect::<Result<Vec<_>, Status>>()?;
+            .collect::<Result<Vec<_>, Status>>()?;
     let rows = route::set(&svc.pool, model, &targets).await?;
     Ok(pb::RouteInfo {
         model: model.to_owned(),
@@ -173,9 +283,55 @@ pub(super) async fn list_routes(
 
 fn target_info(row: RouteTargetRow) -> pb::RouteTargetInfo {
     pb::RouteTargetInfo {
+        priority: row.effective_priority(),
+        timeouts: row.timeouts().to_pb(),
         provider_id: row.provider_id.to_string(),
         provider_name: row.provider_name,
         upstream_model: row.upstream_model,
         weight: u32::try_from(row.weight).unwrap_or(1),
+    }
+}
+
+/// Points an alias at a catalogue model (replacing what it pointed at).
+pub(super) async fn set_alias(
+    svc: &AdminService,
+    req: pb::SetAliasRequest,
+) -> Result<pb::AliasInfo, Status> {
+    let alias = required("alias", &req.alias)?;
+    if alias == "*" {
+        return Err(Status::invalid_argument(
+            "`*` is reserved (it means every model in group grants)",
+        ));
+    }
+    let model = required("alias model", &req.model)?;
+    Ok(alias_info(alias::set(&svc.pool, alias, model).await?))
+}
+
+pub(super) async fn list_aliases(
+    svc: &AdminService,
+    _req: pb::ListAliasesRequest,
+) -> Result<pb::ListAliasesResponse, Status> {
+    Ok(pb::ListAliasesResponse {
+        aliases: alias::list(&svc.pool)
+            .await?
+            .into_iter()
+            .map(alias_info)
+            .collect(),
+    })
+}
+
+pub(super) async fn delete_alias(
+    svc: &AdminService,
+    req: pb::DeleteAliasRequest,
+) -> Result<pb::DeleteResponse, Status> {
+    let name = required("alias", &req.alias)?;
+    alias::delete(&svc.pool, name).await?;
+    Ok(pb::DeleteResponse {})
+}
+
+fn alias_info(row: AliasRow) -> pb::AliasInfo {
+    pb::AliasInfo {
+        alias: row.alias,
+        model: row.model_id,
     }
 }

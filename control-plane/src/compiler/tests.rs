@@ -2,8 +2,11 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::*;
-use crate::store::policy::{
-    ApiKeyPolicyRow, GroupPolicyRow, ModelPolicyRow, ProviderPolicyRow, RouteTargetPolicyRow,
+use crate::identity::SecretsKey;
+use crate::store::alias::AliasRow;
+use crate::store::policy::{ApiKeyPolicyRow, GroupPolicyRow, ModelPolicyRow, RouteTargetPolicyRow};
+use crate::store::provider::{
+    CREDENTIALS_PURPOSE, Credential, Credentials, ProviderRow, StoredSecret,
 };
 
 fn rows() -> PolicyRows {
@@ -28,12 +31,14 @@ fn rows() -> PolicyRows {
             group_ids: vec![group],
             expires_at: None,
         }],
-        providers: vec![ProviderPolicyRow {
+        providers: vec![ProviderRow {
             id: provider,
             name: "demo".to_owned(),
             kind: "demo".to_owned(),
             base_url: String::new(),
-            api_key: String::new(),
+            config: "{}".to_owned(),
+            credentials: None,
+            created_at: Utc::now(),
         }],
         models: vec![
             ModelPolicyRow {
@@ -51,19 +56,28 @@ fn rows() -> PolicyRows {
         ],
         route_targets: ["m1", "m1", "m2"]
             .into_iter()
-            .map(|m| RouteTargetPolicyRow {
+            .enumerate()
+            .map(|(i, m)| RouteTargetPolicyRow {
                 model_id: m.to_owned(),
                 provider_id: provider,
                 upstream_model: String::new(),
                 weight: 1,
+                position: i32::try_from(i).unwrap(),
+                priority: None,
+                timeouts: "{}".to_owned(),
             })
             .collect(),
+        aliases: vec![],
     }
+}
+
+fn key() -> SecretsKey {
+    SecretsKey::generate()
 }
 
 #[test]
 fn built_snapshot_validates_and_groups_route_targets_by_model() {
-    let snapshot = build(rows(), 1).unwrap();
+    let snapshot = build(rows(), 1, &key()).unwrap();
     validate(&snapshot).unwrap();
     assert_eq!(snapshot.version, 7);
     assert_eq!(snapshot.routes.len(), 2);
@@ -78,7 +92,10 @@ fn built_snapshot_validates_and_groups_route_targets_by_model() {
 fn zero_version_is_refused() {
     let mut rows = rows();
     rows.version = 0;
-    assert!(matches!(build(rows, 1), Err(CompileError::BadVersion(0))));
+    assert!(matches!(
+        build(rows, 1, &key()),
+        Err(CompileError::BadVersion(0))
+    ));
 }
 
 #[test]
@@ -86,12 +103,83 @@ fn snapshot_with_a_bad_provider_url_fails_validation() {
     let mut rows = rows();
     rows.providers[0].kind = "anthropic".to_owned();
     rows.providers[0].base_url = "ftp://x".to_owned();
-    let snapshot = build(rows, 1).unwrap();
+    let snapshot = build(rows, 1, &key()).unwrap();
     assert!(matches!(
         validate(&snapshot),
         Err(CompileError::Invalid {
-            source: InvalidSnapshot::BadBaseUrl { .. },
+            source: InvalidSnapshot::Provider(_),
             ..
         })
     ));
+}
+
+fn bedrock_rows(key: &SecretsKey) -> PolicyRows {
+    let mut rows = rows();
+    let mut credentials = Credentials::default();
+    credentials.set(
+        Credential::AwsAccessKeyId,
+        StoredSecret::Value("AKIDEXAMPLE".to_owned()),
+    );
+    credentials.set(
+        Credential::AwsSecretAccessKey,
+        StoredSecret::Env("AWS_SECRET_ACCESS_KEY".to_owned()),
+    );
+    let p = &mut rows.providers[0];
+    p.kind = "bedrock".to_owned();
+    p.config = r#"{"region":"eu-west-1","timeouts":{"connect_ms":2000}}"#.to_owned();
+    p.credentials = Some(key.seal(CREDENTIALS_PURPOSE, &credentials.to_json()));
+    rows
+}
+
+#[test]
+fn providers_carry_settings_and_opened_credentials_with_references_kept() {
+    let key = key();
+    let snapshot = build(bedrock_rows(&key), 1, &key).unwrap();
+    validate(&snapshot).unwrap();
+    let config = snapshot.providers[0].config.clone().unwrap();
+    assert_eq!(snapshot.providers[0].kind, pb::ProviderKind::Bedrock as i32);
+    assert_eq!(config.region, "eu-west-1");
+    assert_eq!(config.timeouts.unwrap().connect_ms, 2000);
+    assert_eq!(
+        config.aws_access_key_id.unwrap().source,
+        Some(pb::secret_ref::Source::Value("AKIDEXAMPLE".to_owned()))
+    );
+    assert_eq!(
+        config.aws_secret_access_key.unwrap().source,
+        Some(pb::secret_ref::Source::Env(
+            "AWS_SECRET_ACCESS_KEY".to_owned()
+        ))
+    );
+}
+
+#[test]
+fn credentials_sealed_with_another_key_fail_the_compile_naming_the_provider() {
+    let rows = bedrock_rows(&key());
+    let err = build(rows, 1, &key()).unwrap_err();
+    assert!(matches!(&err, CompileError::Credentials { provider, .. } if provider == "demo"));
+}
+
+#[test]
+fn route_priorities_default_to_position_and_targets_keep_their_own_timeouts() {
+    let mut rows = rows();
+    rows.route_targets[1].priority = Some(0);
+    rows.route_targets[1].timeouts = r#"{"first_byte_ms":7000}"#.to_owned();
+    rows.aliases = vec![AliasRow {
+        alias: "latest".to_owned(),
+        model_id: "m2".to_owned(),
+    }];
+    let snapshot = build(rows, 1, &key()).unwrap();
+    validate(&snapshot).unwrap();
+    let m1 = &snapshot.routes[0].targets;
+    assert_eq!((m1[0].priority, m1[1].priority), (0, 0));
+    assert_eq!(m1[0].timeouts, None);
+    assert_eq!(m1[1].timeouts.unwrap().first_byte_ms, 7000);
+    assert_eq!(snapshot.routes[1].targets[0].priority, 2);
+    assert_eq!(
+        snapshot.aliases,
+        vec![pb::ModelAlias {
+            alias: "latest".to_owned(),
+            model: "m2".to_owned(),
+        }]
+    );
 }

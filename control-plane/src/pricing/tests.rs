@@ -385,3 +385,26 @@ fn a_catalogue_with_duplicate_ids_or_cheaper_long_context_is_rejected() {
     assert!(parse(&format!("{header}{}", model("a", 9))).is_err());
     assert!(parse(&format!("{header}{}{}", model("a", 10), model("a", 10))).is_err());
 }
+
+#[test]
+fn a_bedrock_api_region_does_not_make_a_global_profile_regional() {
+    let p = pricing(&[], Fallback::Refuse);
+    let bedrock = ProviderPricing {
+        kind: "bedrock".into(),
+        region: Some("us-east-1".into()),
+        multiplier_bps: None,
+    };
+    let at = |upstream: &str| p.resolve("s", upstream, &bedrock).unwrap().multiplier_bps;
+    assert_eq!(
+        at("global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        10_000
+    );
+    assert_eq!(at("us.anthropic.claude-sonnet-4-5-20250929-v1:0"), 11_000);
+    // No upstream id: the region says regional.
+    assert_eq!(
+        p.resolve("claude-sonnet-4-5", "", &bedrock)
+            .unwrap()
+            .multiplier_bps,
+        11_000
+    );
+}

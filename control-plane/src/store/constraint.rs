@@ -35,6 +35,10 @@ pub(super) fn violation(constraint: &str) -> Option<StoreError> {
         "group_members_group_id_fkey" => (Conflict, "a group no longer exists"),
         "group_members_principal_id_fkey" => (Conflict, "the principal no longer exists"),
         "api_keys_principal_id_fkey" => (Conflict, "the principal no longer exists"),
+        "route_targets_priority_check" => (Invalid, "route priority must not be negative"),
+        "model_aliases_alias_check" => (Invalid, "an alias must not be empty or `*`"),
+        "model_aliases_model_id_fkey" => (Invalid, "the alias's model is not in the catalogue"),
+        "target_health_state_check" => (Invalid, "unknown breaker state"),
         "api_keys_secret_sha256_key" => (Exists, "an API key with this secret already exists"),
         _ => return None,
     };

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::StoreError;
+use super::{StoreError, alias};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ModelRow {
@@ -15,24 +15,30 @@ pub struct ModelRow {
 
 const COLUMNS: &str = "id, display_name, max_input_tokens, created_at";
 
-/// Creates a model or updates its display name and limit (keeping its creation time).
+/// Creates a model or updates its display name and limit (keeping its creation time). An
+/// alias's id cannot become a model id.
 pub async fn upsert(
     pool: &PgPool,
     id: &str,
     display_name: &str,
     max_input_tokens: i32,
 ) -> Result<ModelRow, StoreError> {
+    let mut tx = pool.begin().await?;
+    alias::lock_names(&mut tx).await?;
+    alias::check_not_alias(&mut tx, id).await?;
     let sql = format!(
         "INSERT INTO models (id, display_name, max_input_tokens) VALUES ($1, $2, $3) \
          ON CONFLICT (id) DO UPDATE SET display_name = EXCLUDED.display_name, \
          max_input_tokens = EXCLUDED.max_input_tokens RETURNING {COLUMNS}"
     );
-    Ok(sqlx::query_as(&sql)
+    let row = sqlx::query_as(&sql)
         .bind(id)
         .bind(display_name)
         .bind(max_input_tokens)
-        .fetch_one(pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<ModelRow>, StoreError> {

@@ -5,6 +5,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::StoreError;
+use super::alias::AliasRow;
+use super::provider::ProviderRow;
 
 /// Everything a snapshot is compiled from, read in one `REPEATABLE READ` transaction, so the
 /// rows are exactly those of `version`.
@@ -15,10 +17,12 @@ pub struct PolicyRows {
     pub org: Option<(Uuid, String)>,
     pub groups: Vec<GroupPolicyRow>,
     pub api_keys: Vec<ApiKeyPolicyRow>,
-    pub providers: Vec<ProviderPolicyRow>,
+    /// Credentials still sealed: the compiler opens them.
+    pub providers: Vec<ProviderRow>,
     pub models: Vec<ModelPolicyRow>,
     /// Ordered by model, then position.
     pub route_targets: Vec<RouteTargetPolicyRow>,
+    pub aliases: Vec<AliasRow>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -43,15 +47,6 @@ pub struct ApiKeyPolicyRow {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ProviderPolicyRow {
-    pub id: Uuid,
-    pub name: String,
-    pub kind: String,
-    pub base_url: String,
-    pub api_key: String,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ModelPolicyRow {
     pub id: String,
     pub display_name: String,
@@ -65,6 +60,11 @@ pub struct RouteTargetPolicyRow {
     pub provider_id: Uuid,
     pub upstream_model: String,
     pub weight: i32,
+    pub position: i32,
+    /// `None`: the position.
+    pub priority: Option<i32>,
+    /// `route_targets.timeouts` as JSON text.
+    pub timeouts: String,
 }
 
 /// Reads the whole core policy and its version. Run it inside the compiler's read-only
@@ -98,21 +98,19 @@ pub async fn load(tx: &mut PgConnection) -> Result<PolicyRows, StoreError> {
     .bind(org_id)
     .fetch_all(&mut *tx)
     .await?;
-    let providers =
-        sqlx::query_as("SELECT id, name, kind, base_url, api_key FROM providers ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?;
+    let providers = super::provider::load(&mut *tx).await?;
     let models = sqlx::query_as(
         "SELECT id, display_name, max_input_tokens, created_at FROM models ORDER BY id",
     )
     .fetch_all(&mut *tx)
     .await?;
     let route_targets = sqlx::query_as(
-        "SELECT model_id, provider_id, upstream_model, weight FROM route_targets \
-         ORDER BY model_id, position",
+        "SELECT model_id, provider_id, upstream_model, weight, position, priority, \
+         timeouts::text AS timeouts FROM route_targets ORDER BY model_id, position",
     )
     .fetch_all(&mut *tx)
     .await?;
+    let aliases = super::alias::load(&mut *tx).await?;
     Ok(PolicyRows {
         version,
         org,
@@ -121,5 +119,6 @@ pub async fn load(tx: &mut PgConnection) -> Result<PolicyRows, StoreError> {
         providers,
         models,
         route_targets,
+        aliases,
     })
 }

@@ -97,14 +97,16 @@ pub struct ProviderPriceRow {
     pub name: String,
     pub kind: String,
     pub price_multiplier_bps: Option<i32>,
+    /// `providers.config.region` (empty when the provider has none).
+    pub region: String,
 }
 
 impl ProviderPriceRow {
-    /// The provider as pricing sees it (no provider has a region column yet).
+    /// The provider as pricing sees it.
     pub fn to_pricing(&self) -> ProviderPricing {
         ProviderPricing {
             kind: self.kind.clone(),
-            region: None,
+            region: (!self.region.is_empty()).then(|| self.region.clone()),
             multiplier_bps: self
                 .price_multiplier_bps
                 .and_then(|b| u32::try_from(b).ok())
@@ -121,6 +123,9 @@ pub struct PriceRows {
     pub providers: Vec<ProviderPriceRow>,
 }
 
+const PROVIDER_COLUMNS: &str =
+    "id, name, kind, price_multiplier_bps, COALESCE(config->>'region', '') AS region";
+
 const OVERRIDE_COLUMNS: &str = "model, input, output, cache_write_5m, cache_write_1h, \
     cache_read, long_context_threshold_tokens, lc_input, lc_output, lc_cache_write_5m, \
     lc_cache_write_1h, lc_cache_read, source, updated_at";
@@ -130,10 +135,8 @@ pub async fn load(tx: &mut PgConnection) -> Result<PriceRows, StoreError> {
     let sql = format!("SELECT {OVERRIDE_COLUMNS} FROM model_price_overrides ORDER BY model");
     let overrides: Vec<OverrideRow> = sqlx::query_as(&sql).fetch_all(&mut *tx).await?;
     let fallback = fallback_in(&mut *tx).await?;
-    let providers =
-        sqlx::query_as("SELECT id, name, kind, price_multiplier_bps FROM providers ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?;
+    let sql = format!("SELECT {PROVIDER_COLUMNS} FROM providers ORDER BY name");
+    let providers = sqlx::query_as(&sql).fetch_all(&mut *tx).await?;
     Ok(PriceRows {
         overrides: overrides.iter().map(OverrideRow::to_override).collect(),
         fallback,
@@ -247,14 +250,14 @@ pub async fn set_provider_multiplier(
     let id = provider::resolve(&mut tx, provider_ref)
         .await?
         .ok_or_else(|| provider::not_found(provider_ref))?;
-    let row = sqlx::query_as(
-        "UPDATE providers SET price_multiplier_bps = $2 WHERE id = $1 \
-         RETURNING id, name, kind, price_multiplier_bps",
-    )
-    .bind(id)
-    .bind(bps)
-    .fetch_one(&mut *tx)
-    .await?;
+    let sql = format!(
+        "UPDATE providers SET price_multiplier_bps = $2 WHERE id = $1 RETURNING {PROVIDER_COLUMNS}"
+    );
+    let row = sqlx::query_as(&sql)
+        .bind(id)
+        .bind(bps)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(row)
 }

@@ -110,22 +110,44 @@ async fn api_key_secret_is_returned_once_and_only_its_hash_is_stored() {
     cp.stop().await;
 }
 
+fn value(v: &str) -> Option<pb::SecretRef> {
+    Some(pb::SecretRef {
+        source: Some(pb::secret_ref::Source::Value(v.to_owned())),
+    })
+}
+
+fn env_ref(name: &str) -> Option<pb::SecretRef> {
+    Some(pb::SecretRef {
+        source: Some(pb::secret_ref::Source::Env(name.to_owned())),
+    })
+}
+
+fn stored() -> Option<pb::SecretRef> {
+    Some(pb::SecretRef {
+        source: Some(pb::secret_ref::Source::Stored(true)),
+    })
+}
+
 #[tokio::test]
 async fn provider_api_key_is_write_only() {
     let db = TestDb::create().await;
+    let pool = db.pool().await;
     let cp = TestControlPlane::start(&db).await;
     let mut admin = cp.admin().await;
     let created = admin
         .create_provider(pb::CreateProviderRequest {
             name: "anthropic".to_owned(),
             kind: pb::ProviderKind::Anthropic as i32,
-            base_url: "https://api.anthropic.com".to_owned(),
-            api_key: "sk-ant-secret".to_owned(),
+            config: Some(pb::ProviderConfig {
+                base_url: "https://api.anthropic.com".to_owned(),
+                api_key: value("sk-ant-secret"),
+                ..Default::default()
+            }),
         })
         .await
         .unwrap()
         .into_inner();
-    assert!(created.has_api_key);
+    assert_eq!(created.config.as_ref().unwrap().api_key, stored());
     let listed = admin
         .list_providers(pb::ListProvidersRequest {})
         .await
@@ -133,6 +155,255 @@ async fn provider_api_key_is_write_only() {
         .into_inner();
     assert_eq!(listed.providers, vec![created]);
     assert!(!format!("{listed:?}").contains("sk-ant-secret"));
+    // Not in the database in clear either.
+    let whole_row: String = sqlx::query_scalar("SELECT row_to_json(p)::text FROM providers p")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!whole_row.contains("sk-ant-secret"), "{whole_row}");
+    pool.close().await;
+    cp.stop().await;
+}
+
+#[tokio::test]
+async fn cloud_providers_keep_references_and_updates_keep_unsent_credentials() {
+    let db = TestDb::create().await;
+    let cp = TestControlPlane::start(&db).await;
+    let mut admin = cp.admin().await;
+    let created = admin
+        .create_provider(pb::CreateProviderRequest {
+            name: "bedrock-eu".to_owned(),
+            kind: pb::ProviderKind::Bedrock as i32,
+            config: Some(pb::ProviderConfig {
+                region: "eu-west-1".to_owned(),
+                aws_access_key_id: value("AKIDEXAMPLE"),
+                aws_secret_access_key: env_ref("AWS_SECRET_ACCESS_KEY"),
+                timeouts: Some(pb::Timeouts {
+                    first_byte_ms: 60_000,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let config = created.config.unwrap();
+    assert_eq!(created.kind, pb::ProviderKind::Bedrock as i32);
+    assert_eq!(config.region, "eu-west-1");
+    assert_eq!(config.aws_access_key_id, stored());
+    assert_eq!(
+        config.aws_secret_access_key,
+        env_ref("AWS_SECRET_ACCESS_KEY")
+    );
+    assert_eq!(config.timeouts.unwrap().first_byte_ms, 60_000);
+
+    // New region and session token; the key pair is kept.
+    let updated = admin
+        .update_provider(pb::UpdateProviderRequest {
+            provider: "bedrock-eu".to_owned(),
+            config: Some(pb::ProviderConfig {
+                region: "eu-central-1".to_owned(),
+                aws_session_token: value("token"),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config
+        .unwrap();
+    assert_eq!(updated.region, "eu-central-1");
+    assert_eq!(updated.timeouts, None, "settings are replaced");
+    assert_eq!(updated.aws_access_key_id, stored());
+    assert_eq!(updated.aws_session_token, stored());
+
+    // Removing half of the key pair leaves an unusable provider: refused with the reason.
+    let err = failure(
+        admin
+            .update_provider(pb::UpdateProviderRequest {
+                provider: "bedrock-eu".to_owned(),
+                config: Some(pb::ProviderConfig {
+                    region: "eu-central-1".to_owned(),
+                    aws_access_key_id: value(""),
+                    ..Default::default()
+                }),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("bedrock"), "{}", err.message());
+
+    // Switching to a Bedrock API key: remove the SigV4 credentials, add the key.
+    let switched = admin
+        .update_provider(pb::UpdateProviderRequest {
+            provider: "bedrock-eu".to_owned(),
+            config: Some(pb::ProviderConfig {
+                region: "eu-central-1".to_owned(),
+                aws_access_key_id: value(""),
+                aws_secret_access_key: value(""),
+                aws_session_token: value(""),
+                api_key: value("bedrock-api-key"),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config
+        .unwrap();
+    assert_eq!(switched.api_key, stored());
+    assert_eq!(switched.aws_access_key_id, None);
+    assert_eq!(switched.aws_secret_access_key, None);
+
+    let err = failure(
+        admin
+            .update_provider(pb::UpdateProviderRequest {
+                provider: "nope".to_owned(),
+                config: None,
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::NotFound);
+
+    let err = failure(
+        admin
+            .create_provider(pb::CreateProviderRequest {
+                name: "vertex".to_owned(),
+                kind: pb::ProviderKind::Vertex as i32,
+                config: Some(pb::ProviderConfig {
+                    region: "global".to_owned(),
+                    ..Default::default()
+                }),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("project_id"), "{}", err.message());
+    cp.stop().await;
+}
+
+#[tokio::test]
+async fn aliases_name_catalogue_models_and_never_shadow_one() {
+    let db = TestDb::create().await;
+    let cp = TestControlPlane::start(&db).await;
+    let mut admin = cp.admin().await;
+    seed_catalogue(&mut admin).await;
+    let alias = admin
+        .set_alias(pb::SetAliasRequest {
+            alias: "claude-latest".to_owned(),
+            model: "claude-test".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(alias.model, "claude-test");
+    for (alias, model) in [
+        ("claude-test", "claude-test"),
+        ("x", "not-a-model"),
+        ("*", "claude-test"),
+    ] {
+        let err = failure(
+            admin
+                .set_alias(pb::SetAliasRequest {
+                    alias: alias.to_owned(),
+                    model: model.to_owned(),
+                })
+                .await,
+        );
+        assert_eq!(err.code(), Code::InvalidArgument, "{alias} → {model}");
+    }
+    let err = failure(
+        admin
+            .upsert_model(pb::UpsertModelRequest {
+                id: "claude-latest".to_owned(),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("alias"), "{}", err.message());
+    let err = failure(
+        admin
+            .set_route(pb::SetRouteRequest {
+                model: "claude-latest".to_owned(),
+                targets: vec![pb::RouteTargetSpec {
+                    provider: "demo".to_owned(),
+                    ..Default::default()
+                }],
+            })
+            .await,
+    );
+    assert!(err.message().contains("alias"), "{}", err.message());
+
+    let listed = admin
+        .list_aliases(pb::ListAliasesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .aliases;
+    assert_eq!(listed, vec![alias]);
+    admin
+        .delete_alias(pb::DeleteAliasRequest {
+            alias: "claude-latest".to_owned(),
+        })
+        .await
+        .unwrap();
+    let err = failure(
+        admin
+            .delete_alias(pb::DeleteAliasRequest {
+                alias: "claude-latest".to_owned(),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::NotFound);
+    cp.stop().await;
+}
+
+#[tokio::test]
+async fn route_targets_keep_priorities_and_timeouts() {
+    let db = TestDb::create().await;
+    let cp = TestControlPlane::start(&db).await;
+    let mut admin = cp.admin().await;
+    seed_catalogue(&mut admin).await;
+    let timeouts = pb::Timeouts {
+        first_byte_ms: 5_000,
+        ..Default::default()
+    };
+    let route = admin
+        .set_route(pb::SetRouteRequest {
+            model: "claude-test".to_owned(),
+            targets: vec![
+                pb::RouteTargetSpec {
+                    provider: "demo".to_owned(),
+                    upstream_model: "a".to_owned(),
+                    weight: 3,
+                    priority: Some(5),
+                    timeouts: Some(timeouts),
+                },
+                pb::RouteTargetSpec {
+                    provider: "demo".to_owned(),
+                    upstream_model: "b".to_owned(),
+                    ..Default::default()
+                },
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let t = &route.targets;
+    assert_eq!(
+        (t[0].priority, t[0].weight, t[0].timeouts),
+        (5, 3, Some(timeouts))
+    );
+    assert_eq!((t[1].priority, t[1].weight, t[1].timeouts), (1, 1, None));
+    let listed = admin
+        .list_routes(pb::ListRoutesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .routes;
+    assert_eq!(listed, vec![route]);
     cp.stop().await;
 }
 
@@ -293,15 +564,18 @@ async fn admin_errors_map_to_precise_grpc_codes() {
             .await,
     );
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("base_url"), "{}", err.message());
+    assert!(err.message().contains("base URL"), "{}", err.message());
 
     let err = failure(
         admin
             .create_provider(pb::CreateProviderRequest {
                 name: "up".to_owned(),
                 kind: pb::ProviderKind::Anthropic as i32,
-                base_url: "ftp://example.com".to_owned(),
-                ..Default::default()
+                config: Some(pb::ProviderConfig {
+                    base_url: "ftp://example.com".to_owned(),
+                    api_key: value("k"),
+                    ..Default::default()
+                }),
             })
             .await,
     );

@@ -196,7 +196,7 @@ impl Harness {
     }
 
     async fn snapshot(&self) -> pb::Snapshot {
-        tollgate_control_plane::compiler::compile(&self.db.pool().await)
+        crate::support::compile(&self.db.pool().await)
             .await
             .unwrap()
     }

@@ -16,6 +16,7 @@ mod identity;
 mod identity_oidc;
 mod migrations;
 mod pricing;
+mod providers;
 mod settings;
 mod snapshot;
 mod spend;

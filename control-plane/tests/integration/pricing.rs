@@ -2,7 +2,7 @@
 //! fallback rule for unknown models and provider multipliers, all through `SpendAdmin`.
 
 use sqlx::PgPool;
-use tollgate_control_plane::{compiler, pricing};
+use tollgate_control_plane::pricing;
 use tollgate_proto::v1 as pb;
 use tollgate_proto::v1::spend_admin_client::SpendAdminClient;
 use tonic::service::interceptor::InterceptedService;
@@ -43,6 +43,7 @@ async fn route_model(admin: &mut AdminApi, model: &str, upstream: &str) {
                 provider: "demo".to_owned(),
                 upstream_model: upstream.to_owned(),
                 weight: 1,
+                ..Default::default()
             }],
         })
         .await
@@ -51,7 +52,7 @@ async fn route_model(admin: &mut AdminApi, model: &str, upstream: &str) {
 
 /// The price on the (single) target of `model`'s route in a freshly compiled snapshot.
 async fn compiled_price(pool: &PgPool, model: &str) -> (u64, Option<pb::TargetPrice>) {
-    let snapshot = compiler::compile(pool).await.unwrap();
+    let snapshot = crate::support::compile(pool).await.unwrap();
     let route = snapshot.routes.iter().find(|r| r.model == model).unwrap();
     (snapshot.version, route.targets[0].price.clone())
 }

@@ -1,6 +1,5 @@
 //! `SettingsAdmin`: managed settings documents and the telemetry collector reach the snapshot.
 
-use tollgate_control_plane::compiler;
 use tollgate_proto::v1 as pb;
 use tollgate_proto::v1::settings_admin_client::SettingsAdminClient;
 use tonic::Code;
@@ -107,7 +106,7 @@ async fn settings_documents_and_the_collector_reach_the_snapshot() {
     assert_eq!(bad_url.code(), Code::InvalidArgument);
 
     let pool = db.pool().await;
-    let snapshot = compiler::compile(&pool).await.unwrap();
+    let snapshot = crate::support::compile(&pool).await.unwrap();
     assert_eq!(snapshot.telemetry_collector_url, "http://collector:4318");
     assert_eq!(snapshot.settings_documents.len(), 1);
     let doc = &snapshot.settings_documents[0];
@@ -138,7 +137,7 @@ async fn settings_documents_and_the_collector_reach_the_snapshot() {
         })
         .await
         .unwrap();
-    let snapshot = compiler::compile(&pool).await.unwrap();
+    let snapshot = crate::support::compile(&pool).await.unwrap();
     assert!(snapshot.settings_documents.is_empty());
     assert!(snapshot.version > u64::try_from(before).unwrap());
     let gone = settings

@@ -50,7 +50,7 @@ async fn compiled_snapshot_validates_and_excludes_revoked_expired_and_disabled_k
     .await
     .unwrap();
 
-    let snapshot = compiler::compile(&pool).await.unwrap();
+    let snapshot = crate::support::compile(&pool).await.unwrap();
     let version: i64 = sqlx::query_scalar("SELECT version FROM policy_version")
         .fetch_one(&pool)
         .await
@@ -104,7 +104,7 @@ async fn invalid_policy_is_not_compiled_into_a_snapshot() {
     .execute(&pool)
     .await
     .unwrap();
-    let err = compiler::compile(&pool).await.unwrap_err();
+    let err = crate::support::compile(&pool).await.unwrap_err();
     assert!(
         matches!(err, compiler::CompileError::Invalid { .. }),
         "{err:?}"

@@ -7,6 +7,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use tollgate_control_plane::compiler;
+use tollgate_control_plane::identity::SecretsKey;
 use tollgate_control_plane::{ControlPlaneConfig, ControlPlaneHandle};
 use tollgate_proto::v1 as pb;
 use tollgate_proto::v1::admin_client::AdminClient;
@@ -208,6 +210,12 @@ impl Interceptor for Bearer {
     }
 }
 
+/// Compiles the policy with a throwaway secrets key: for tests whose providers store no
+/// credentials (a key of its own opens none).
+pub async fn compile(pool: &PgPool) -> Result<pb::Snapshot, compiler::CompileError> {
+    compiler::compile(pool, &SecretsKey::generate()).await
+}
+
 /// The current policy version.
 pub async fn policy_version(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT version FROM policy_version")
@@ -241,6 +249,7 @@ pub async fn seed_catalogue(admin: &mut AdminApi) -> pb::GroupInfo {
                 provider: "demo".to_owned(),
                 upstream_model: String::new(),
                 weight: 1,
+                ..Default::default()
             }],
         })
         .await

@@ -112,9 +112,7 @@ async fn budget_crud_resolves_targets_refuses_bad_ones_and_replaces_duplicates()
 
     // The snapshot carries the budgets and default settings.
     let pool = db.pool().await;
-    let snapshot = tollgate_control_plane::compiler::compile(&pool)
-        .await
-        .unwrap();
+    let snapshot = crate::support::compile(&pool).await.unwrap();
     assert_eq!(snapshot.budgets.len(), 3);
     assert_eq!(snapshot.budget_settings.unwrap().lease_ttl_s, 30);
 
@@ -163,9 +161,7 @@ async fn budget_crud_resolves_targets_refuses_bad_ones_and_replaces_duplicates()
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let snapshot = tollgate_control_plane::compiler::compile(&pool)
-        .await
-        .unwrap();
+    let snapshot = crate::support::compile(&pool).await.unwrap();
     let s = snapshot.budget_settings.unwrap();
     assert_eq!(
         (s.outage_mode, s.lease_ttl_s, s.output_estimate_max_tokens),
