@@ -98,6 +98,14 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
+/// A metric family: name, type, help, and how to read a target's value.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&pb::TargetHealth) -> u64,
+);
+
 /// Prometheus text exposition of the breaker states.
 pub(crate) fn metrics(state: &AdminState) -> String {
     let targets = state.router.health();
@@ -127,7 +135,7 @@ pub(crate) fn metrics(state: &AdminState) -> String {
          tollgate_policy_snapshot_version {}",
         state.snapshots.version().unwrap_or(0)
     );
-    let families: [(&str, &str, &str, fn(&pb::TargetHealth) -> u64); 4] = [
+    let families: [Family; 4] = [
         (
             "tollgate_upstream_breaker_state",
             "gauge",

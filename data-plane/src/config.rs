@@ -179,6 +179,26 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
+impl DataPlaneConfig {
+    pub(crate) fn routing(&self) -> crate::routing::RoutingSettings {
+        crate::routing::RoutingSettings {
+            connect_timeout: self.upstream_connect_timeout,
+            first_byte_timeout: self.upstream_first_byte_timeout,
+            idle_timeout: self.upstream_idle_timeout,
+            ping_interval: self.ping_interval,
+            max_attempts: self.max_attempts,
+            breaker: crate::routing::BreakerSettings {
+                failure_threshold: self.breaker_failure_threshold,
+                cooldown: self.breaker_cooldown,
+            },
+            retry_budget: crate::routing::RetryBudgetSettings {
+                percent: self.retry_budget_percent,
+                min_per_second: self.retry_budget_min_per_second,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,25 +239,5 @@ mod tests {
         assert!(c.validate().is_ok());
         c.control_plane_http_url = Some("cp:8081".into());
         assert_eq!(c.validate().unwrap_err().problems.len(), 1);
-    }
-}
-
-impl DataPlaneConfig {
-    pub(crate) fn routing(&self) -> crate::routing::RoutingSettings {
-        crate::routing::RoutingSettings {
-            connect_timeout: self.upstream_connect_timeout,
-            first_byte_timeout: self.upstream_first_byte_timeout,
-            idle_timeout: self.upstream_idle_timeout,
-            ping_interval: self.ping_interval,
-            max_attempts: self.max_attempts,
-            breaker: crate::routing::BreakerSettings {
-                failure_threshold: self.breaker_failure_threshold,
-                cooldown: self.breaker_cooldown,
-            },
-            retry_budget: crate::routing::RetryBudgetSettings {
-                percent: self.retry_budget_percent,
-                min_per_second: self.retry_budget_min_per_second,
-            },
-        }
     }
 }

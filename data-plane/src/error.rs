@@ -76,10 +76,9 @@ impl ErrorCode {
             ErrorCode::BudgetExceeded => "billing_error",
             ErrorCode::NotSupported => "not_supported",
             ErrorCode::Overloaded => "overloaded_error",
-            ErrorCode::Unavailable
-            | ErrorCode::BadGateway
-            | ErrorCode::GatewayTimeout
-            | ErrorCode::Internal => "api_error",
+            // Anthropic's type for 504.
+            ErrorCode::GatewayTimeout => "timeout_error",
+            ErrorCode::Unavailable | ErrorCode::BadGateway | ErrorCode::Internal => "api_error",
         }
     }
 

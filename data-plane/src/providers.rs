@@ -103,9 +103,6 @@ pub(crate) enum PrepareError {
     /// Getting a token failed (Vertex service-account exchange, …); may work on retry.
     #[error("provider token exchange failed: {0}")]
     Token(String),
-    /// This provider cannot answer this endpoint (e.g. count_tokens) → 501.
-    #[error("{0}")]
-    NotSupported(&'static str),
 }
 
 /// What the client gets when this is the last attempt.

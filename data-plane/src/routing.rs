@@ -35,7 +35,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::gateway::{ResponseBody, full_body};
 use crate::meter::DrainPolicy;
 use crate::providers::{
-    self, Decode, Endpoint, ErrorReply, Outbound, PrepareError, ProviderRuntime, UpstreamFailure,
+    self, Decode, Endpoint, ErrorReply, Outbound, ProviderRuntime, UpstreamFailure,
 };
 use crate::relay::{Framing, ModelRewrite, StreamGuard};
 use crate::request::{RequestFields, read_body};
@@ -140,7 +140,7 @@ pub(crate) struct Exchange {
 
 /// Why the attempts ended without an answer.
 enum LastFailure {
-    Upstream(UpstreamFailure),
+    Upstream(Box<UpstreamFailure>),
     Unreachable,
     Timeout,
     Prepare,
@@ -222,10 +222,6 @@ impl Exchange {
                     .await
                 {
                     Ok(prepared) => prepared,
-                    Err(PrepareError::NotSupported(what)) => {
-                        let error = ApiError::new(ErrorCode::NotSupported, what);
-                        return Err(fail(req.pending.take(), error, Outcome::UpstreamError));
-                    }
                     Err(error) => {
                         tracing::warn!(
                             request_id = %req.request_id,
@@ -319,7 +315,7 @@ impl Exchange {
                 &failure.reason,
                 failure.retry_after.map(Duration::from_secs),
             );
-            last = Some((index, LastFailure::Upstream(failure)));
+            last = Some((index, LastFailure::Upstream(Box::new(failure))));
         }
 
         let pending = req.pending.take();
@@ -327,7 +323,7 @@ impl Exchange {
             Some((index, LastFailure::Upstream(failure))) => {
                 let target = route.targets.get(index);
                 match target {
-                    Some(target) => Ok(self.reply_failure(failure, target, pending)),
+                    Some(target) => Ok(self.reply_failure(*failure, target, pending)),
                     None => Err(fail(
                         pending,
                         ApiError::upstream_unreachable(),

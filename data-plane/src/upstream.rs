@@ -74,10 +74,6 @@ impl UpstreamClient {
             .map_err(|_| UpstreamError::Timeout(first_byte_timeout))?
             .map_err(UpstreamError::Request)
     }
-
-    pub(crate) fn first_byte_timeout(&self) -> Duration {
-        self.first_byte_timeout
-    }
 }
 
 fn pooled(connect_timeout: Duration) -> PooledClient {

@@ -163,10 +163,10 @@ impl PendingUsage {
                 .upstream_model
                 .clone_from(&target.upstream_model);
         }
-        if let Some(price) = &target.price {
-            if self.record.price_source != price.source {
-                self.record.price_source.clone_from(&price.source);
-            }
+        if let Some(price) = &target.price
+            && self.record.price_source != price.source
+        {
+            self.record.price_source.clone_from(&price.source);
         }
         self.price.clone_from(&target.price);
     }

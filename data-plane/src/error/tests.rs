@@ -34,7 +34,7 @@ fn code_table_matches_the_protocol() {
         (529, "overloaded_error"),
         (503, "api_error"),
         (502, "api_error"),
-        (504, "api_error"),
+        (504, "timeout_error"),
         (500, "api_error"),
     ];
     for (code, (status, kind)) in ALL.iter().zip(expected) {

@@ -103,7 +103,7 @@ fn gateway(snapshot: Option<pb::Snapshot>, max_body_bytes: usize) -> (Gateway, U
                 .routing(),
             )),
             client: UpstreamClient::new(Duration::from_secs(1), Duration::from_secs(1)),
-            drain: DrainPolicy {
+            drain: crate::meter::DrainPolicy {
                 timeout: Duration::from_secs(5),
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
