@@ -7,12 +7,17 @@ pub mod browser;
 pub mod claude_cli;
 pub mod counting_proxy;
 pub mod fake_anthropic;
+pub mod fake_bedrock;
+pub mod fake_cloud;
+pub mod fake_foundry;
+pub mod fake_vertex;
 pub mod http_server;
 pub mod idp;
 pub mod killable;
 pub mod ledger;
 pub mod postgres;
 pub mod python;
+pub mod sigv4_verify;
 pub mod stack;
 
 pub use counting_proxy::CountingProxy;

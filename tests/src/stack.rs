@@ -127,8 +127,11 @@ impl Stack {
         a.create_provider(pb::CreateProviderRequest {
             name: "fake".into(),
             kind: pb::ProviderKind::Anthropic as i32,
-            base_url: self.fake.url(),
-            api_key: "sk-upstream-secret".into(),
+            config: Some(pb::ProviderConfig {
+                base_url: self.fake.url(),
+                api_key: secret_value("sk-upstream-secret"),
+                ..Default::default()
+            }),
         })
         .await?;
         for (model, upstream) in [(SONNET, ""), (OPUS, OPUS_UPSTREAM)] {
@@ -140,11 +143,7 @@ impl Stack {
             .await?;
             a.set_route(pb::SetRouteRequest {
                 model: model.into(),
-                targets: vec![pb::RouteTargetSpec {
-                    provider: "fake".into(),
-                    upstream_model: upstream.into(),
-                    weight: 1,
-                }],
+                targets: vec![target("fake", upstream, None)],
             })
             .await?;
         }
@@ -305,6 +304,79 @@ impl Stack {
         Ok(u64::try_from(v)?)
     }
 
+    /// Creates a provider of `kind` with `config` (credentials as [`SecretRef`]s).
+    pub async fn create_provider(
+        &self,
+        name: &str,
+        kind: pb::ProviderKind,
+        config: pb::ProviderConfig,
+    ) -> anyhow::Result<pb::ProviderInfo> {
+        Ok(self
+            .admin()
+            .await?
+            .create_provider(pb::CreateProviderRequest {
+                name: name.into(),
+                kind: kind as i32,
+                config: Some(config),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Adds (or updates) a catalogue model.
+    pub async fn upsert_model(&self, id: &str) -> anyhow::Result<()> {
+        self.admin()
+            .await?
+            .upsert_model(pb::UpsertModelRequest {
+                id: id.into(),
+                display_name: id.into(),
+                max_input_tokens: 200_000,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces the route of `model` (a catalogue model, created when missing).
+    pub async fn set_route(
+        &self,
+        model: &str,
+        targets: Vec<pb::RouteTargetSpec>,
+    ) -> anyhow::Result<pb::RouteInfo> {
+        self.upsert_model(model).await?;
+        Ok(self
+            .admin()
+            .await?
+            .set_route(pb::SetRouteRequest {
+                model: model.into(),
+                targets,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Makes `alias` another client-facing name of `model`.
+    pub async fn set_alias(&self, alias: &str, model: &str) -> anyhow::Result<()> {
+        self.admin()
+            .await?
+            .set_alias(pb::SetAliasRequest {
+                alias: alias.into(),
+                model: model.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Circuit-breaker states the data planes reported.
+    pub async fn provider_status(&self) -> anyhow::Result<Vec<pb::TargetStatus>> {
+        Ok(self
+            .admin()
+            .await?
+            .provider_status(pb::ProviderStatusRequest { max_age_s: 0 })
+            .await?
+            .into_inner()
+            .targets)
+    }
+
     /// Stops everything and drops the database.
     pub async fn finish(mut self) {
         self.stop_control_plane().await;
@@ -325,4 +397,36 @@ fn control_plane_config(
     c.resync_interval = Duration::from_secs(5);
     c.db_max_connections = 4;
     c
+}
+
+/// An inline credential (stored encrypted by the control plane).
+pub fn secret_value(value: &str) -> Option<pb::SecretRef> {
+    Some(pb::SecretRef {
+        source: Some(pb::secret_ref::Source::Value(value.into())),
+    })
+}
+
+/// A credential the data plane reads from a file.
+pub fn secret_file(path: &std::path::Path) -> Option<pb::SecretRef> {
+    Some(pb::SecretRef {
+        source: Some(pb::secret_ref::Source::File(path.display().to_string())),
+    })
+}
+
+/// A credential the data plane reads from its environment.
+pub fn secret_env(name: &str) -> Option<pb::SecretRef> {
+    Some(pb::SecretRef {
+        source: Some(pb::secret_ref::Source::Env(name.into())),
+    })
+}
+
+/// A route target with weight 1; `priority` unset = its position in the list.
+pub fn target(provider: &str, upstream_model: &str, priority: Option<u32>) -> pb::RouteTargetSpec {
+    pb::RouteTargetSpec {
+        provider: provider.into(),
+        upstream_model: upstream_model.into(),
+        weight: 1,
+        priority,
+        timeouts: None,
+    }
 }
