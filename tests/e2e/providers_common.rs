@@ -37,6 +37,9 @@ pub const CLOUD_BETAS: [&str; 4] = [
     "fine-grained-tool-streaming-2025-05-14",
 ];
 
+/// The client-facing model the provider tests route.
+pub const CLIENT_MODEL: &str = "claude-sonnet-4-5";
+
 /// The `system` array exactly as the client sends it (odd spacing on purpose: a re-serialised
 /// body would not contain these bytes).
 pub const SYSTEM_RAW: &str = r#"[ {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.328.e1f; cc_entrypoint=cli;"},  {"type":"text","text":"You are Claude Code, Anthropic's official CLI for Claude.","cache_control":{"type":"ephemeral"}} ]"#;
@@ -69,6 +72,15 @@ pub async fn claude_code_request(base: &str, key: &str, body: String) -> reqwest
         .send()
         .await
         .expect("request")
+}
+
+/// Streams a Claude Code-shaped request for [`CLIENT_MODEL`] through the data plane at `base`,
+/// checks the answer is a well-formed Anthropic stream reporting that model, and returns its
+/// text.
+pub async fn streamed_text(base: &str, key: &str) -> String {
+    let resp = claude_code_request(base, key, claude_code_body(CLIENT_MODEL, true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_anthropic_stream(&resp.text().await.unwrap(), CLIENT_MODEL)
 }
 
 /// Checks an Anthropic SSE body: `message_start` reporting `model`, one JSON object per

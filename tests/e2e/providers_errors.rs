@@ -10,8 +10,6 @@ use tollgate_proto::v1 as pb;
 use crate::providers_common::*;
 use crate::support::error_of;
 
-const CLIENT_MODEL: &str = "claude-sonnet-4-5";
-
 async fn single(provider: &str) -> (Stack, Clouds) {
     let stack = Stack::start().await.unwrap();
     let clouds = Clouds::start(&stack).await;

@@ -11,8 +11,6 @@ use tollgate_e2e::stack::target;
 use crate::providers_common::*;
 use crate::support::sse_events;
 
-const CLIENT_MODEL: &str = "claude-sonnet-4-5";
-
 /// `(event, parsed data)` without pings, and without Bedrock's invocation metrics.
 fn normalised(body: &str) -> Vec<(String, Value)> {
     sse_events(body)
