@@ -474,3 +474,49 @@ async fn foundry_entra_token_from_a_file_and_an_alias_report_the_client_model() 
     pool.close().await;
     stack.finish().await;
 }
+
+/// The real `claude` CLI, routed to Bedrock and then to Vertex: every request it makes reaches
+/// the fake in a form the provider accepts (the fakes refuse anything else), and the CLI prints
+/// the provider's answer.
+#[tokio::test]
+async fn real_claude_cli_completes_a_prompt_through_bedrock_and_vertex() {
+    let stack = Stack::start().await.unwrap();
+    let clouds = Clouds::start(&stack).await;
+    let dp = stack.data_plane().await.unwrap();
+    for (provider, upstream, answer) in [
+        ("bedrock", BEDROCK_MODEL, "Hello from Bedrock"),
+        ("vertex", VERTEX_MODEL, "Hello from Vertex"),
+    ] {
+        stack
+            .set_route(CLIENT_MODEL, vec![target(provider, upstream, None)])
+            .await
+            .unwrap();
+        stack.await_policy(&[dp.handle()]).await.unwrap();
+        let run =
+            tollgate_e2e::claude_cli::print_mode(&dp.url, &stack.bot_key, CLIENT_MODEL, "say hi")
+                .await
+                .unwrap();
+        assert!(
+            run.success && run.stdout.contains(answer),
+            "{provider}: stdout: {}\nstderr: {}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    let bedrock_refused: Vec<_> = clouds
+        .bedrock
+        .received()
+        .into_iter()
+        .filter_map(|r| r.request.rejected)
+        .collect();
+    assert_eq!(bedrock_refused, [], "Bedrock refused nothing the CLI sent");
+    let vertex_refused: Vec<_> = clouds
+        .vertex
+        .received()
+        .into_iter()
+        .filter_map(|r| r.request.rejected)
+        .collect();
+    assert_eq!(vertex_refused, [], "Vertex refused nothing the CLI sent");
+    assert!(!clouds.bedrock.accepted().is_empty() && !clouds.vertex.accepted().is_empty());
+    stack.finish().await;
+}
