@@ -247,8 +247,13 @@ async fn seed(admin: &mut Admin, upstream_url: &str, spare_keys: u32) -> Result<
         .create_provider(pb::CreateProviderRequest {
             name: "fake".into(),
             kind: pb::ProviderKind::Anthropic.into(),
-            base_url: upstream_url.into(),
-            api_key: "sk-ant-load-harness".into(),
+            config: Some(pb::ProviderConfig {
+                base_url: upstream_url.into(),
+                api_key: Some(pb::SecretRef {
+                    source: Some(pb::secret_ref::Source::Value("sk-ant-load-harness".into())),
+                }),
+                ..Default::default()
+            }),
         })
         .await
         .context("seeding the provider")?;
@@ -268,6 +273,7 @@ async fn seed(admin: &mut Admin, upstream_url: &str, spare_keys: u32) -> Result<
                     provider: "fake".into(),
                     upstream_model: String::new(),
                     weight: 1,
+                    ..Default::default()
                 }],
             })
             .await
