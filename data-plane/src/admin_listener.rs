@@ -198,6 +198,7 @@ mod tests {
                 tokio::time::Instant::now(),
                 "status 529",
                 None,
+                false,
             );
         }
         let state = AdminState {

@@ -172,7 +172,9 @@ impl Body for StreamGuard {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_none()
+        self.inner
+            .as_ref()
+            .is_none_or(|inner| inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -267,7 +269,12 @@ fn is_named(event: &[u8], name: &[u8]) -> bool {
 /// A `message_start` event with `message.model` set to `model`; `None` if `event` is not
 /// one or already names `model`. Every other member keeps its bytes and place.
 fn rewrite_message_start(event: &[u8], model: &str) -> Option<Bytes> {
-    if !is_named(event, b"message_start") {
+    // Exactly one event (mixed line endings could merge two: leave such input alone).
+    let names = event
+        .split(|b| *b == b'\n')
+        .filter(|line| line.starts_with(b"event:"))
+        .count();
+    if names != 1 || !is_named(event, b"message_start") {
         return None;
     }
     let data = event
@@ -380,7 +387,9 @@ impl Body for ModelRewrite {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.finished && self.error.is_none()
+        self.error.is_none()
+            && (self.finished
+                || (matches!(self.state, RewriteState::Passthrough) && self.inner.is_end_stream()))
     }
 }
 

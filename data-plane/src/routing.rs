@@ -7,9 +7,10 @@
 //! provider said `x-should-retry: false`). Once a 2xx answer starts, it is the answer: a
 //! later failure ends the stream with an SSE `error` event ([`crate::relay`]).
 //!
-//! Attempts are bounded by `max_attempts` and by the retry budget; targets whose breaker is
-//! open are skipped without counting. When every target is open the client gets `529` with
-//! `retry-after` at once. Only the attempt that produced the answer is metered, attributed
+//! A connection lost after the request was sent is not retried (the provider may be running
+//! it). Attempts are bounded by `max_attempts` and by the retry budget; targets whose breaker
+//! is open are skipped without counting. When every target is open the client gets `529` with
+//! `retry-after` at once (`429` when they all rest at the provider's `retry-after`). Only the attempt that produced the answer is metered, attributed
 //! to the provider and upstream model that served it (failed attempts have no usage to bill).
 
 pub(crate) mod breaker;
@@ -172,6 +173,8 @@ impl Exchange {
         let mut attempts = 0u32;
         let mut last: Option<(usize, LastFailure)> = None;
         let mut reopen_at: Option<Instant> = None;
+        // Every target skipped so far rests at the provider's request (429 + retry-after).
+        let mut all_rate_limited = true;
         let stopping = self.drain.stopping();
         tokio::pin!(stopping);
 
@@ -206,11 +209,21 @@ impl Exchange {
                 .breakers
                 .get(&target.provider.id, &target.upstream_model);
             let now = Instant::now();
-            if let breaker::Admit::No(at) = breaker.admit(now) {
-                reopen_at = Some(reopen_at.map_or(at, |r| r.min(at)));
+            let settings = &router.breakers.settings;
+            let admitted = breaker.admit(settings, now);
+            if let breaker::Admit::No {
+                until,
+                rate_limited,
+            } = admitted
+            {
+                reopen_at = Some(reopen_at.map_or(until, |r| r.min(until)));
+                all_rate_limited &= rate_limited;
                 continue;
             }
             if attempts > 0 && !router.retry_budget.try_withdraw(now) {
+                if admitted == breaker::Admit::Probe {
+                    breaker.release_probe(now);
+                }
                 tracing::warn!(request_id = %req.request_id, "retry budget exhausted; no failover");
                 break;
             }
@@ -229,7 +242,7 @@ impl Exchange {
                             %error,
                             "provider request could not be prepared"
                         );
-                        breaker.failure(&router.breakers.settings, now, "prepare failed", None);
+                        breaker.failure(settings, now, "prepare failed", None, false);
                         last = Some((index, LastFailure::Prepare));
                         continue;
                     }
@@ -254,12 +267,24 @@ impl Exchange {
                         %error,
                         "upstream attempt failed"
                     );
-                    let (reason, failure) = match error {
-                        UpstreamError::Timeout(_) => ("first-byte timeout", LastFailure::Timeout),
-                        UpstreamError::Request(_) => ("connect error", LastFailure::Unreachable),
+                    let (reason, failure, sent) = match &error {
+                        UpstreamError::Timeout(_) => {
+                            ("first-byte timeout", LastFailure::Timeout, true)
+                        }
+                        UpstreamError::Request(e) if e.is_connect() => {
+                            ("connect error", LastFailure::Unreachable, false)
+                        }
+                        UpstreamError::Request(_) => {
+                            ("connection lost", LastFailure::Unreachable, true)
+                        }
                     };
-                    breaker.failure(&router.breakers.settings, Instant::now(), reason, None);
+                    breaker.failure(settings, Instant::now(), reason, None, false);
                     last = Some((index, failure));
+                    if sent && !matches!(error, UpstreamError::Timeout(_)) {
+                        // The request reached the provider, which may be generating (and
+                        // billing) it: sending it again elsewhere could run it twice.
+                        break;
+                    }
                     continue;
                 }
             };
@@ -297,12 +322,7 @@ impl Exchange {
                     // The gateway's credential for this target is refused: the target is
                     // broken for every request, so its breaker counts it (and opens, sending
                     // later requests elsewhere); this request gets the mapped error.
-                    breaker.failure(
-                        &router.breakers.settings,
-                        Instant::now(),
-                        &failure.reason,
-                        None,
-                    );
+                    breaker.failure(settings, Instant::now(), &failure.reason, None, false);
                 } else {
                     // The target is up; the request is what failed.
                     breaker.success();
@@ -310,10 +330,11 @@ impl Exchange {
                 return Ok(self.reply_failure(failure, target, req.pending.take()));
             }
             breaker.failure(
-                &router.breakers.settings,
+                settings,
                 Instant::now(),
                 &failure.reason,
                 failure.retry_after.map(Duration::from_secs),
+                parts.status == http::StatusCode::TOO_MANY_REQUESTS,
             );
             last = Some((index, LastFailure::Upstream(Box::new(failure))));
         }
@@ -349,10 +370,17 @@ impl Exchange {
                 Err(fail(pending, error, Outcome::UpstreamError))
             }
             None => {
-                let mut error = ApiError::new(
-                    ErrorCode::Overloaded,
-                    "every provider for this model is failing; retry shortly",
-                );
+                let mut error = if all_rate_limited && reopen_at.is_some() {
+                    ApiError::new(
+                        ErrorCode::RateLimited,
+                        "upstream provider rate limit reached; retry later",
+                    )
+                } else {
+                    ApiError::new(
+                        ErrorCode::Overloaded,
+                        "every provider for this model is failing; retry shortly",
+                    )
+                };
                 error.retry_after = reopen_at.map(|at| {
                     at.saturating_duration_since(Instant::now())
                         .as_secs()

@@ -60,7 +60,15 @@ pub(crate) fn is_prompt_too_long(message: &str) -> bool {
 /// The message for a context-overflow error, in the wording Claude Code recovers from.
 pub(crate) fn prompt_too_long_message(provider_message: &str) -> String {
     match safe_message(provider_message) {
-        Some(m) if m.to_ascii_lowercase().contains("prompt is too long") => m.to_owned(),
+        // Already Anthropic's wording: "prompt is too long: …", or the `max_tokens` overflow
+        // ("input length and `max_tokens` exceed context limit: …"), which Claude Code
+        // answers by lowering `max_tokens` rather than compacting — keep it as it is.
+        Some(m)
+            if m.to_ascii_lowercase().contains("prompt is too long")
+                || m.contains("max_tokens") =>
+        {
+            m.to_owned()
+        }
         Some(m) => format!("prompt is too long: {m}"),
         None => "prompt is too long".to_owned(),
     }
@@ -102,5 +110,8 @@ mod tests {
             prompt_too_long_message("prompt is too long: 210000 tokens > 200000 maximum"),
             "prompt is too long: 210000 tokens > 200000 maximum"
         );
+        let overflow =
+            "input length and `max_tokens` exceed context limit: 190000 + 32000 > 200000";
+        assert_eq!(prompt_too_long_message(overflow), overflow);
     }
 }

@@ -106,6 +106,11 @@ mod tests {
         let inline = SecretSource::Inline(SecretString::from("v".to_owned()));
         assert_eq!(expose(&secrets.resolve(&inline).unwrap()), "v");
 
+        // Tests may not set variables (the data plane shares the process); PATH is always set.
+        let path = std::env::var("PATH").unwrap();
+        let env = SecretSource::Env("PATH".into());
+        assert_eq!(expose(&secrets.resolve(&env).unwrap()), path.trim());
+
         let missing = SecretSource::Env("TOLLGATE_TEST_SURELY_UNSET_VAR".into());
         let err = secrets.resolve(&missing).unwrap_err();
         assert!(err.to_string().contains("TOLLGATE_TEST_SURELY_UNSET_VAR"));

@@ -1,10 +1,13 @@
 //! Circuit breakers, one per route target (provider + upstream model).
 //!
 //! Closed: every attempt goes through; `failure_threshold` consecutive failures open it.
-//! Open: the target is skipped until `retry_at` (the cooldown, or a provider's
-//! `retry-after`); then the next request to reach it becomes the single half-open probe
-//! (others keep skipping it). The probe's success closes the breaker; its failure opens it
-//! again for another cooldown.
+//! Open: the target is skipped until `retry_at`; then the next request to reach it becomes
+//! the single half-open probe (others keep skipping it). The probe's success closes the
+//! breaker; its failure opens it again for another cooldown. A probe is a lease: one that
+//! never reports back (its request was cancelled) is replaced after a cooldown.
+//!
+//! A provider's `retry-after` also takes the target out of rotation until then, without
+//! tripping the breaker: when that time has passed, the target is simply back (no probe).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,8 +50,12 @@ pub(crate) enum Admit {
     Yes,
     /// Yes, as the half-open probe.
     Probe,
-    /// No: open until this instant.
-    No(Instant),
+    /// No: skipped until `until`; `rate_limited` when the provider asked callers to wait
+    /// (a `429` with `retry-after`) rather than failing.
+    No {
+        until: Instant,
+        rate_limited: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -56,6 +63,10 @@ struct Inner {
     state: State,
     consecutive_failures: u32,
     retry_at: Option<Instant>,
+    /// Opened by consecutive failures (needs a probe), not only by a `retry-after`.
+    tripped: bool,
+    /// The current cool-down was asked for by a rate-limited answer.
+    rate_limited: bool,
     last_error: String,
     last_failure: Option<SystemTime>,
 }
@@ -75,6 +86,8 @@ impl Breaker {
                 state: State::Closed,
                 consecutive_failures: 0,
                 retry_at: None,
+                tripped: false,
+                rate_limited: false,
                 last_error: String::new(),
                 last_failure: None,
             }),
@@ -87,18 +100,37 @@ impl Breaker {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn admit(&self, now: Instant) -> Admit {
+    pub(crate) fn admit(&self, settings: &BreakerSettings, now: Instant) -> Admit {
         let mut inner = self.lock();
-        match inner.state {
-            State::Closed => Admit::Yes,
-            State::HalfOpen => Admit::No(inner.retry_at.unwrap_or(now)),
-            State::Open => match inner.retry_at {
-                Some(at) if now < at => Admit::No(at),
-                _ => {
-                    inner.state = State::HalfOpen;
-                    Admit::Probe
-                }
-            },
+        if inner.state == State::Closed {
+            return Admit::Yes;
+        }
+        if let Some(until) = inner.retry_at.filter(|at| now < *at) {
+            return Admit::No {
+                until,
+                rate_limited: inner.state == State::Open && inner.rate_limited,
+            };
+        }
+        if inner.state == State::Open && !inner.tripped {
+            // Only a `retry-after` held it: the wait is over.
+            inner.state = State::Closed;
+            inner.retry_at = None;
+            inner.rate_limited = false;
+            return Admit::Yes;
+        }
+        // Open past its cooldown, or a probe that never reported back: one (new) probe,
+        // leased for a cooldown.
+        inner.state = State::HalfOpen;
+        inner.retry_at = Some(now + settings.cooldown);
+        Admit::Probe
+    }
+
+    /// A granted probe will not be sent after all: the next request may probe at once.
+    pub(crate) fn release_probe(&self, now: Instant) {
+        let mut inner = self.lock();
+        if inner.state == State::HalfOpen {
+            inner.state = State::Open;
+            inner.retry_at = Some(now);
         }
     }
 
@@ -113,16 +145,19 @@ impl Breaker {
         inner.state = State::Closed;
         inner.consecutive_failures = 0;
         inner.retry_at = None;
+        inner.tripped = false;
+        inner.rate_limited = false;
     }
 
-    /// The target failed (connect error, timeout, retryable status). `retry_after` cools it
-    /// down at once for that long.
+    /// The target failed (connect error, timeout, retryable status). `retry_after` takes it
+    /// out of rotation at once for that long; `rate_limited` says the answer was a `429`.
     pub(crate) fn failure(
         &self,
         settings: &BreakerSettings,
         now: Instant,
         reason: &str,
         retry_after: Option<Duration>,
+        rate_limited: bool,
     ) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
@@ -140,6 +175,8 @@ impl Breaker {
             };
             inner.state = State::Open;
             inner.retry_at = Some(now + wait);
+            inner.tripped |= trips;
+            inner.rate_limited = hinted.is_some() && rate_limited && !inner.tripped;
         }
     }
 
@@ -234,24 +271,31 @@ mod tests {
         }
     }
 
+    fn no(until: Instant) -> Admit {
+        Admit::No {
+            until,
+            rate_limited: false,
+        }
+    }
+
     #[test]
     fn opens_after_consecutive_failures_and_recovers_through_one_probe() {
         let b = Breaker::new();
         let s = settings();
         let now = Instant::now();
-        b.failure(&s, now, "status 529", None);
-        b.failure(&s, now, "status 529", None);
-        assert_eq!(b.admit(now), Admit::Yes);
-        b.failure(&s, now, "status 529", None);
-        assert_eq!(b.admit(now), Admit::No(now + Duration::from_secs(10)));
+        b.failure(&s, now, "status 529", None, false);
+        b.failure(&s, now, "status 529", None, false);
+        assert_eq!(b.admit(&s, now), Admit::Yes);
+        b.failure(&s, now, "status 529", None, false);
+        assert_eq!(b.admit(&s, now), no(now + Duration::from_secs(10)));
 
         let later = now + Duration::from_secs(10);
-        assert_eq!(b.admit(later), Admit::Probe);
+        assert_eq!(b.admit(&s, later), Admit::Probe);
         // Only one probe at a time.
-        assert!(matches!(b.admit(later), Admit::No(_)));
+        assert!(matches!(b.admit(&s, later), Admit::No { .. }));
         b.success();
         assert_eq!(b.state(), State::Closed);
-        assert_eq!(b.admit(later), Admit::Yes);
+        assert_eq!(b.admit(&s, later), Admit::Yes);
     }
 
     #[test]
@@ -260,34 +304,65 @@ mod tests {
         let s = settings();
         let now = Instant::now();
         for _ in 0..3 {
-            b.failure(&s, now, "timeout", None);
+            b.failure(&s, now, "timeout", None, false);
         }
         let later = now + Duration::from_secs(11);
-        assert_eq!(b.admit(later), Admit::Probe);
-        b.failure(&s, later, "timeout", None);
-        assert_eq!(b.admit(later), Admit::No(later + Duration::from_secs(10)));
+        assert_eq!(b.admit(&s, later), Admit::Probe);
+        b.failure(&s, later, "timeout", None, false);
+        assert_eq!(b.admit(&s, later), no(later + Duration::from_secs(10)));
 
         let c = Breaker::new();
-        c.failure(&s, now, "x", None);
-        c.failure(&s, now, "x", None);
+        c.failure(&s, now, "x", None, false);
+        c.failure(&s, now, "x", None, false);
         c.success();
-        c.failure(&s, now, "x", None);
+        c.failure(&s, now, "x", None, false);
         assert_eq!(
-            c.admit(now),
+            c.admit(&s, now),
             Admit::Yes,
             "success resets the consecutive count"
         );
     }
 
     #[test]
-    fn retry_after_cools_the_target_down_at_once() {
+    fn a_probe_that_never_reports_back_is_replaced_after_a_cooldown() {
         let b = Breaker::new();
+        let s = settings();
         let now = Instant::now();
-        b.failure(&settings(), now, "status 429", Some(Duration::from_secs(4)));
-        assert_eq!(b.admit(now), Admit::No(now + Duration::from_secs(4)));
+        for _ in 0..3 {
+            b.failure(&s, now, "timeout", None, false);
+        }
+        let t1 = now + Duration::from_secs(10);
+        assert_eq!(b.admit(&s, t1), Admit::Probe);
+        // Its request was cancelled: nothing is reported.
+        assert!(matches!(
+            b.admit(&s, t1 + Duration::from_secs(9)),
+            Admit::No { .. }
+        ));
+        assert_eq!(b.admit(&s, t1 + Duration::from_secs(10)), Admit::Probe);
+        // A probe given back is available at once.
+        b.release_probe(t1 + Duration::from_secs(10));
+        assert_eq!(b.admit(&s, t1 + Duration::from_secs(10)), Admit::Probe);
+    }
+
+    #[test]
+    fn retry_after_rests_the_target_then_it_is_simply_back() {
+        let b = Breaker::new();
+        let s = settings();
+        let now = Instant::now();
+        b.failure(&s, now, "status 429", Some(Duration::from_secs(4)), true);
+        assert_eq!(
+            b.admit(&s, now),
+            Admit::No {
+                until: now + Duration::from_secs(4),
+                rate_limited: true
+            }
+        );
         let h = b.health("p", "m");
         assert_eq!(h.state, pb::BreakerState::Open as i32);
         assert_eq!((h.failures, h.last_error.as_str()), (1, "status 429"));
+        // No probe: the provider said when to come back.
+        assert_eq!(b.admit(&s, now + Duration::from_secs(4)), Admit::Yes);
+        assert_eq!(b.admit(&s, now + Duration::from_secs(4)), Admit::Yes);
     }
 
     #[test]

@@ -131,14 +131,35 @@ async fn a_failing_targets_breaker_opens_then_a_probe_closes_it() {
 }
 
 #[tokio::test]
-async fn when_every_target_is_cooling_down_the_client_gets_529_at_once() {
+async fn a_target_resting_at_the_providers_request_answers_429_until_then() {
     let s = setup_with(Duration::ZERO, route_to(&["status-429-retryafter"]), |_| {}).await;
     let first = ask(s.dp.addr).await;
     assert_eq!(first.status, 429);
     assert_eq!(first.json()["error"]["type"], "rate_limit_error");
     assert_eq!(first.headers["retry-after"], "3600");
     // The provider asked for an hour's rest (capped at five minutes): the next request does
-    // not reach it.
+    // not reach it, and the client is told to wait, as the provider would have told it.
+    let second = ask(s.dp.addr).await;
+    assert_eq!(second.status, 429);
+    assert_eq!(second.json()["error"]["type"], "rate_limit_error");
+    let wait: u64 = second.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((250..=300).contains(&wait), "{wait}");
+    assert_eq!(s.upstream.models().len(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn when_every_target_is_failing_the_client_gets_529_at_once() {
+    let s = setup_with(Duration::ZERO, route_to(&["status-503"]), |c| {
+        c.breaker_failure_threshold = 1;
+        c.breaker_cooldown = Duration::from_secs(60);
+    })
+    .await;
+    assert_eq!(ask(s.dp.addr).await.status, 502);
     let second = ask(s.dp.addr).await;
     assert_eq!(second.status, 529);
     assert_eq!(second.json()["error"]["type"], "overloaded_error");
@@ -147,7 +168,7 @@ async fn when_every_target_is_cooling_down_the_client_gets_529_at_once() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((250..=300).contains(&wait), "{wait}");
+    assert!((50..=60).contains(&wait), "{wait}");
     assert_eq!(s.upstream.models().len(), 1);
     s.stop().await;
 }
