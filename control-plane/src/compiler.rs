@@ -81,6 +81,27 @@ pub(crate) fn build(
         .org
         .map(|(id, name)| (id.to_string(), name))
         .unwrap_or_default();
+    // A provider whose credentials cannot be opened (a corrupted row, a replica with another
+    // secrets key) is left out with its route targets rather than holding back every other
+    // policy change: it could not serve anyway.
+    let mut providers = Vec::with_capacity(rows.providers.len());
+    for p in rows.providers {
+        let (id, name) = (p.id, p.name.clone());
+        match provider(p, secrets) {
+            Ok(provider) => providers.push(provider),
+            Err(error) => {
+                tracing::error!(provider = %name, %id, %error, "provider left out of the snapshot");
+            }
+        }
+    }
+    let route_targets = rows
+        .route_targets
+        .into_iter()
+        .filter(|t| {
+            let id = t.provider_id.to_string();
+            providers.iter().any(|p| p.id == id)
+        })
+        .collect();
     Ok(pb::Snapshot {
         version,
         generated_at_unix_ms,
@@ -110,11 +131,7 @@ pub(crate) fn build(
                 name: k.name,
             })
             .collect(),
-        providers: rows
-            .providers
-            .into_iter()
-            .map(|p| provider(p, secrets))
-            .collect::<Result<_, _>>()?,
+        providers,
         models: rows
             .models
             .into_iter()
@@ -125,7 +142,7 @@ pub(crate) fn build(
                 created_at_unix_s: m.created_at.timestamp(),
             })
             .collect(),
-        routes: routes(rows.route_targets),
+        routes: routes(route_targets),
         aliases: rows
             .aliases
             .into_iter()

@@ -45,6 +45,8 @@ pub struct DataPlaneConfig {
     pub retry_budget_min_per_second: u32,
     /// How often breaker states are reported to the control plane.
     pub health_report_interval: Duration,
+    /// Which environment variables and files provider credential references may name.
+    pub credential_references: crate::providers::CredentialReferences,
     /// How long to keep reading a provider's answer after the client left, for metering.
     pub disconnect_drain_timeout: Duration,
     pub usage_batch_max: usize,
@@ -85,6 +87,7 @@ impl DataPlaneConfig {
             retry_budget_percent: 20,
             retry_budget_min_per_second: 3,
             health_report_interval: Duration::from_secs(10),
+            credential_references: crate::providers::CredentialReferences::default(),
             disconnect_drain_timeout: Duration::from_secs(600),
             usage_batch_max: 500,
             usage_flush_interval: Duration::from_secs(1),
@@ -195,6 +198,7 @@ impl DataPlaneConfig {
                 percent: self.retry_budget_percent,
                 min_per_second: self.retry_budget_min_per_second,
             },
+            credential_references: self.credential_references.clone(),
         }
     }
 }

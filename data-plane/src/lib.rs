@@ -39,5 +39,6 @@ mod usage;
 pub use budget::Clock;
 pub use config::{ConfigError, DataPlaneConfig};
 pub use error::ErrorCode;
+pub use providers::CredentialReferences;
 pub use server::{DataPlaneHandle, ShutdownError, StartError, spawn};
 pub use usage::{ShipperError, SpoolError};

@@ -86,6 +86,14 @@ struct Args {
         default_value_t = 3
     )]
     retry_budget_min_per_second: u32,
+    /// Prefixes of the environment variables provider credential references may name
+    /// (comma-separated; replaces the default list).
+    #[arg(long, env = "TOLLGATE_CREDENTIAL_ENV_PREFIXES", value_delimiter = ',')]
+    credential_env_prefix: Vec<String>,
+    /// Directories provider credential file references may point into (comma-separated;
+    /// replaces the default list).
+    #[arg(long, env = "TOLLGATE_CREDENTIAL_DIRS", value_delimiter = ',')]
+    credential_dir: Vec<PathBuf>,
     /// How long to keep metering a provider's answer after the client disconnected.
     #[arg(
         long,
@@ -135,6 +143,12 @@ impl Args {
         config.upstream_idle_timeout = Duration::from_secs(self.upstream_idle_timeout_secs);
         config.ping_interval = Duration::from_secs(self.ping_interval_secs);
         config.max_attempts = self.max_attempts;
+        if !self.credential_env_prefix.is_empty() {
+            config.credential_references.env_prefixes = self.credential_env_prefix;
+        }
+        if !self.credential_dir.is_empty() {
+            config.credential_references.dirs = self.credential_dir;
+        }
         config.breaker_failure_threshold = self.breaker_failure_threshold;
         config.breaker_cooldown = Duration::from_secs(self.breaker_cooldown_secs);
         config.retry_budget_percent = self.retry_budget_percent;

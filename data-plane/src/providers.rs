@@ -33,6 +33,7 @@ use crate::request::RequestFields;
 use crate::upstream::UpstreamClient;
 use crate::usage::PendingUsage;
 
+pub use secret::CredentialReferences;
 pub(crate) use secret::{SecretError, Secrets};
 
 /// The Messages API endpoints a provider answers.
@@ -172,10 +173,20 @@ pub(crate) fn retry_hints(status_retryable: bool, headers: &HeaderMap) -> (bool,
 }
 
 /// State adapters share across requests: credential resolution and token caches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(Default))]
 pub(crate) struct ProviderRuntime {
     pub secrets: Secrets,
     pub vertex_tokens: vertex::TokenCache,
+}
+
+impl ProviderRuntime {
+    pub(crate) fn new(references: CredentialReferences) -> Self {
+        ProviderRuntime {
+            secrets: Secrets::new(references),
+            vertex_tokens: vertex::TokenCache::default(),
+        }
+    }
 }
 
 /// Builds the request for one attempt at `provider`.

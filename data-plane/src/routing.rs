@@ -63,6 +63,8 @@ pub(crate) struct RoutingSettings {
     pub max_attempts: u32,
     pub breaker: BreakerSettings,
     pub retry_budget: RetryBudgetSettings,
+    /// Where provider credential references may point.
+    pub credential_references: providers::CredentialReferences,
 }
 
 /// The request path's provider state: breakers, retry budget, credentials and tokens.
@@ -76,7 +78,7 @@ pub(crate) struct Router {
 impl Router {
     pub(crate) fn new(settings: RoutingSettings) -> Self {
         Router {
-            runtime: ProviderRuntime::default(),
+            runtime: ProviderRuntime::new(settings.credential_references.clone()),
             breakers: Breakers::new(settings.breaker),
             retry_budget: RetryBudget::new(settings.retry_budget),
             settings,

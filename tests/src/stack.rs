@@ -206,6 +206,8 @@ impl Stack {
         );
         config.usage_flush_interval = Duration::from_millis(100);
         config.control_plane_http_url = self.cp_http_url.clone();
+        // Tests write credential files into temporary directories.
+        config.credential_references.dirs.push(std::env::temp_dir());
         Ok(config)
     }
 

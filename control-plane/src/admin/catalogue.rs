@@ -59,6 +59,24 @@ pub(super) async fn update_provider(
     let settings = Settings::from_pb(&config);
     let row = provider::update(&svc.pool, svc.secrets(), name, |row, current| {
         let mut credentials = current.unwrap_or_default();
+        // A stored credential is sent wherever the provider points: moving it (endpoint,
+        // region, resource, project, token endpoint) needs the credential given again, so a
+        // changed setting can never carry a secret to a new host unseen.
+        let before = row.settings();
+        let moved = row.base_url != config.base_url
+            || before.region != settings.region
+            || before.project_id != settings.project_id
+            || before.resource != settings.resource
+            || before.token_uri != settings.token_uri
+            || before.bedrock_api != settings.bedrock_api;
+        let kept = credentials.kept_inline(&config);
+        if moved && !kept.is_empty() {
+            return Err(StoreError::InvalidArgument(format!(
+                "changing where provider `{}` sends requests needs its stored credentials given                  again (or cleared): {}",
+                row.name,
+                kept.join(", ")
+            )));
+        }
         credentials.merge(&config);
         let kind = provider_kind(&row.kind) as i32;
         validate_provider(&row.name, kind, &config.base_url, &settings, &credentials)

@@ -191,12 +191,18 @@ pub async fn seal_legacy_api_keys(pool: &PgPool, key: &SecretsKey) -> Result<u64
     )
     .fetch_all(&mut *tx)
     .await?;
-    let moved = rows.len() as u64;
+    let mut moved = 0;
     for (id, name, api_key, sealed) in rows {
-        let mut credentials = open_credentials(key, sealed.as_deref()).unwrap_or_else(|err| {
-            warn!(provider = %name, error = %err, "replacing unreadable provider credentials");
-            Credentials::default()
-        });
+        let mut credentials = match open_credentials(key, sealed.as_deref()) {
+            Ok(credentials) => credentials,
+            Err(err) => {
+                // Another secrets key (or a damaged row): leave it for a replica that can
+                // read it rather than overwrite what it holds.
+                warn!(provider = %name, error = %err, "legacy API key left in place: sealed credentials unreadable");
+                continue;
+            }
+        };
+        moved += 1;
         // A sealed api_key (written later) wins over the legacy column.
         if credentials.get(Credential::ApiKey).is_none() {
             credentials.set(Credential::ApiKey, StoredSecret::Value(api_key));

@@ -198,12 +198,48 @@ async fn cloud_providers_keep_references_and_updates_keep_unsent_credentials() {
     );
     assert_eq!(config.timeouts.unwrap().first_byte_ms, 60_000);
 
-    // New region and session token; the key pair is kept.
+    // A stored secret never follows the provider to a new place unseen: moving it needs the
+    // inline credential again (the reference may stay).
+    let err = failure(
+        admin
+            .update_provider(pb::UpdateProviderRequest {
+                provider: "bedrock-eu".to_owned(),
+                config: Some(pb::ProviderConfig {
+                    region: "eu-central-1".to_owned(),
+                    aws_session_token: value("token"),
+                    ..Default::default()
+                }),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("aws_access_key_id"),
+        "{}",
+        err.message()
+    );
+    assert!(!err.message().contains("AKIDEXAMPLE"), "{}", err.message());
+    let err = failure(
+        admin
+            .update_provider(pb::UpdateProviderRequest {
+                provider: "bedrock-eu".to_owned(),
+                config: Some(pb::ProviderConfig {
+                    region: "eu-west-1".to_owned(),
+                    base_url: "https://attacker.example".to_owned(),
+                    ..Default::default()
+                }),
+            })
+            .await,
+    );
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+
+    // New region with the key given again and a session token; the reference is kept.
     let updated = admin
         .update_provider(pb::UpdateProviderRequest {
             provider: "bedrock-eu".to_owned(),
             config: Some(pb::ProviderConfig {
                 region: "eu-central-1".to_owned(),
+                aws_access_key_id: value("AKIDEXAMPLE"),
                 aws_session_token: value("token"),
                 ..Default::default()
             }),

@@ -277,6 +277,17 @@ impl Credentials {
         }
     }
 
+    /// The inline values an update would keep without being given them again (references
+    /// are not secrets and may stay).
+    pub fn kept_inline(&self, update: &pb::ProviderConfig) -> Vec<&'static str> {
+        Credential::ALL
+            .into_iter()
+            .filter(|c| matches!(self.get(*c), Some(StoredSecret::Value(_))))
+            .filter(|c| matches!(change(c.field(update)), Change::Keep))
+            .map(Credential::name)
+            .collect()
+    }
+
     /// Sets the credential fields of `config`: values themselves (`reveal`, for snapshots) or
     /// `stored` markers (admin API); references as references.
     pub fn fill(&self, config: &mut pb::ProviderConfig, reveal: bool) {
