@@ -81,27 +81,16 @@ pub(crate) fn build(
         .org
         .map(|(id, name)| (id.to_string(), name))
         .unwrap_or_default();
-    // A provider whose credentials cannot be opened (a corrupted row, a replica with another
-    // secrets key) is left out with its route targets rather than holding back every other
-    // policy change: it could not serve anyway.
-    let mut providers = Vec::with_capacity(rows.providers.len());
-    for p in rows.providers {
-        let (id, name) = (p.id, p.name.clone());
-        match provider(p, secrets) {
-            Ok(provider) => providers.push(provider),
-            Err(error) => {
-                tracing::error!(provider = %name, %id, %error, "provider left out of the snapshot");
-            }
-        }
-    }
-    let route_targets = rows
-        .route_targets
+    // A provider whose credentials cannot be opened fails the compile: the last good snapshot
+    // stays published and data planes keep serving it. (Leaving the provider out instead would
+    // let one replica started with the wrong secrets key remove providers from every data
+    // plane.) The error names the provider.
+    let providers = rows
+        .providers
         .into_iter()
-        .filter(|t| {
-            let id = t.provider_id.to_string();
-            providers.iter().any(|p| p.id == id)
-        })
-        .collect();
+        .map(|p| provider(p, secrets))
+        .collect::<Result<Vec<_>, _>>()?;
+    let route_targets = rows.route_targets;
     Ok(pb::Snapshot {
         version,
         generated_at_unix_ms,

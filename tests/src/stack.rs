@@ -27,6 +27,7 @@ pub struct Stack {
     pub fake: FakeAnthropic,
     pub admin_key: String,
     pub sync_token: SecretString,
+    secrets_key: SecretString,
     pub grpc_addr: SocketAddr,
     /// API key of alice (group `eng`).
     pub alice_key: String,
@@ -88,7 +89,20 @@ impl Stack {
         let fake = FakeAnthropic::start(root.child_token()).await?;
         let sync_token = SecretString::from(tollgate_cli::secret::random_token("tgs_"));
         let cp_token = root.child_token();
-        let config = control_plane_config(&db, "127.0.0.1:0".parse()?, &sync_token, http_listen);
+        // One secrets key for every start of the control plane, as a deployment keeps its
+        // key file: credentials and signing keys sealed before a restart open after it.
+        let secrets_key = {
+            use base64::Engine as _;
+            let bytes: [u8; 32] = rand::random();
+            SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+        };
+        let config = control_plane_config(
+            &db,
+            "127.0.0.1:0".parse()?,
+            &sync_token,
+            &secrets_key,
+            http_listen,
+        );
         let cp = tollgate_control_plane::spawn(config, cp_token.clone()).await?;
         let http_listen = cp.http_addr;
         let admin_key = match &cp.bootstrap_admin_key {
@@ -101,6 +115,7 @@ impl Stack {
             fake,
             admin_key,
             sync_token,
+            secrets_key,
             grpc_addr,
             alice_key: String::new(),
             bot_key: String::new(),
@@ -290,8 +305,13 @@ impl Stack {
     pub async fn restart_control_plane(&mut self) -> anyhow::Result<()> {
         self.stop_control_plane().await;
         self.cp_token = self.root.child_token();
-        let config =
-            control_plane_config(&self.db, self.grpc_addr, &self.sync_token, self.http_listen);
+        let config = control_plane_config(
+            &self.db,
+            self.grpc_addr,
+            &self.sync_token,
+            &self.secrets_key,
+            self.http_listen,
+        );
         self.cp = Some(tollgate_control_plane::spawn(config, self.cp_token.clone()).await?);
         Ok(())
     }
@@ -391,10 +411,12 @@ fn control_plane_config(
     db: &TestDatabase,
     addr: SocketAddr,
     sync_token: &SecretString,
+    secrets_key: &SecretString,
     http_listen: Option<SocketAddr>,
 ) -> ControlPlaneConfig {
     let mut c =
         ControlPlaneConfig::new(SecretString::from(db.url.clone()), addr, sync_token.clone());
+    c.secrets_key = Some(secrets_key.clone());
     c.http_listen = http_listen;
     c.resync_interval = Duration::from_secs(5);
     c.db_max_connections = 4;

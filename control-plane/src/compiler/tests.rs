@@ -153,15 +153,12 @@ fn providers_carry_settings_and_opened_credentials_with_references_kept() {
 }
 
 #[test]
-fn a_provider_whose_credentials_cannot_be_opened_is_left_out_with_its_targets() {
+fn credentials_sealed_with_another_key_fail_the_compile_naming_the_provider() {
+    // Fails rather than leaving the provider out: a replica with the wrong secrets key must
+    // not remove providers from every data plane.
     let rows = bedrock_rows(&key());
-    let snapshot = build(rows, 1, &key()).unwrap();
-    validate(&snapshot).unwrap();
-    assert!(snapshot.providers.is_empty());
-    assert!(
-        snapshot.routes.iter().all(|r| !r.targets.is_empty()),
-        "no route is left pointing at it"
-    );
+    let err = build(rows, 1, &key()).unwrap_err();
+    assert!(matches!(&err, CompileError::Credentials { provider, .. } if provider == "demo"));
 }
 
 #[test]
