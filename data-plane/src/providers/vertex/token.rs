@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -385,12 +385,11 @@ async fn exchange(
     let status = response.status();
     let body = tokio::time::timeout(
         EXCHANGE_TIMEOUT,
-        Limited::new(response.into_body(), MAX_RESPONSE).collect(),
+        crate::request::read_body(response.into_body(), MAX_RESPONSE),
     )
     .await
     .map_err(|_| Failure::Token("token endpoint answer timed out".into()))?
-    .map_err(|_| Failure::Token("token endpoint answer could not be read".into()))?
-    .to_bytes();
+    .map_err(|_| Failure::Token("token endpoint answer could not be read".into()))?;
     if !status.is_success() {
         let code = serde_json::from_slice::<OAuthError>(&body)
             .ok()
