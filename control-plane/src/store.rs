@@ -7,6 +7,7 @@
 pub(crate) mod admin_key;
 pub(crate) mod alias;
 pub(crate) mod api_key;
+pub mod audit;
 mod constraint;
 pub(crate) mod group;
 pub(crate) mod health;

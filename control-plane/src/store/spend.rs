@@ -88,7 +88,7 @@ pub(crate) async fn counter_state(
     Ok(row)
 }
 
-/// Appends an audit event.
+/// Appends an audit event (to the hash chain, in the caller's transaction).
 pub(crate) async fn audit(
     conn: &mut PgConnection,
     actor: &str,
@@ -96,15 +96,7 @@ pub(crate) async fn audit(
     target: &str,
     details: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_events (actor, action, target, details) VALUES ($1, $2, $3, $4::jsonb)",
-    )
-    .bind(actor)
-    .bind(action)
-    .bind(target)
-    .bind(details.to_string())
-    .execute(conn)
-    .await?;
+    super::audit::append(conn, actor, action, target, details).await?;
     Ok(())
 }
 

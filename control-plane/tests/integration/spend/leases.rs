@@ -186,7 +186,7 @@ async fn asks_are_all_or_nothing_across_counters() {
     )
     .await;
     let events: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'spend.cap_reached'")
+        sqlx::query_scalar("SELECT count(*) FROM audit_entries WHERE action = 'spend.cap_reached'")
             .fetch_one(&pool)
             .await
             .unwrap();

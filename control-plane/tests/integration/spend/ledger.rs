@@ -179,7 +179,7 @@ async fn alert_thresholds_fire_once_per_window_and_reach_the_webhook_signed() {
     let pool = db.pool().await;
     let (alerts, audits): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM budget_alerts), \
-         (SELECT count(*) FROM audit_events WHERE action = 'spend.alert')",
+         (SELECT count(*) FROM audit_entries WHERE action = 'spend.alert')",
     )
     .fetch_one(&pool)
     .await
