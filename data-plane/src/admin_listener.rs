@@ -1,23 +1,19 @@
-//! The operator-facing listener (separate from client traffic): `GET /metrics` (Prometheus
-//! text), `GET /healthz` (the process is up) and `GET /readyz` (it holds a policy snapshot).
+//! The operator-facing listener (separate from client traffic), served by
+//! [`tollgate_telemetry::admin`]: `GET /metrics` (Prometheus text), `GET /healthz` (the
+//! process is up) and `GET /readyz` (it holds a policy snapshot).
 //!
-//! Metrics so far: each route target's circuit breaker (state, consecutive failures,
-//! attempts, failed attempts) and the installed snapshot version.
+//! `/metrics` carries the process's OpenTelemetry metrics (when telemetry keeps them for
+//! Prometheus) followed by this data plane's own lines: each route target's circuit breaker
+//! (state, consecutive failures, attempts, failed attempts) and the installed snapshot version.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::v1 as pb;
+use tollgate_telemetry::admin::{AdminEndpoints, Readiness};
 
 use crate::routing::Router;
 use crate::snapshot::SnapshotStore;
@@ -34,68 +30,19 @@ pub(crate) fn spawn_admin_listener(
     state: AdminState,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = tokio::select! {
-                () = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "admin listener cannot accept");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let response = answer(&state, request.method(), request.uri().path());
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    })
+    tollgate_telemetry::admin::spawn(listener, endpoints(state), shutdown)
 }
 
-fn answer(state: &AdminState, method: &Method, path: &str) -> Response<Full<Bytes>> {
-    if method != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
-    }
-    match path {
-        "/healthz" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" => match state.snapshots.version() {
-            Some(v) => text(StatusCode::OK, format!("ready: snapshot {v}\n")),
-            None => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no policy snapshot yet\n".into(),
-            ),
-        },
-        "/metrics" => {
-            let mut response = text(StatusCode::OK, metrics(state));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            response
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
-    }
-}
-
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// The endpoints: breaker and snapshot lines after the telemetry metrics; ready once a
+/// policy snapshot is installed.
+fn endpoints(state: AdminState) -> AdminEndpoints {
+    let snapshots = state.snapshots.clone();
+    AdminEndpoints::new()
+        .with_extra_metrics(move || metrics(&state))
+        .with_readiness(move || match snapshots.version() {
+            Some(v) => Readiness::Ready(format!("snapshot {v}")),
+            None => Readiness::NotReady("no policy snapshot yet".into()),
+        })
 }
 
 /// A metric family: name, type, help, and how to read a target's value.
@@ -149,13 +96,13 @@ pub(crate) fn metrics(state: &AdminState) -> String {
             |t| u64::from(t.consecutive_failures),
         ),
         (
-            "tollgate_upstream_attempts_total",
+            "tollgate_upstream_target_attempts_total",
             "counter",
             "Attempts sent to a route target.",
             |t| t.attempts,
         ),
         (
-            "tollgate_upstream_failures_total",
+            "tollgate_upstream_target_failures_total",
             "counter",
             "Failed attempts at a route target (connect errors, timeouts, retryable statuses).",
             |t| t.failures,
@@ -179,6 +126,8 @@ fn escape(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use http::{Method, StatusCode};
+
     use super::*;
     use crate::config::DataPlaneConfig;
 
@@ -206,17 +155,18 @@ mod tests {
             snapshots: Arc::new(SnapshotStore::default()),
         };
         let text = metrics(&state);
+        let endpoints = endpoints(state);
         assert!(text.contains(
             "tollgate_upstream_breaker_state{provider_id=\"p1\",provider=\"\",upstream_model=\"anthropic.claude-x\"} 1"
         ), "{text}");
-        assert!(text.contains("tollgate_upstream_failures_total{provider_id=\"p1\""));
+        assert!(text.contains("tollgate_upstream_target_failures_total{provider_id=\"p1\""));
         assert!(text.contains("tollgate_policy_snapshot_version 0"));
         assert_eq!(
-            answer(&state, &Method::GET, "/readyz").status(),
+            endpoints.answer(&Method::GET, "/readyz").status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            answer(&state, &Method::GET, "/healthz").status(),
+            endpoints.answer(&Method::GET, "/healthz").status(),
             StatusCode::OK
         );
     }

@@ -3,8 +3,10 @@
 //! Phases of a request, in order: assign the request id (UUIDv7) → route on method and
 //! path (query ignored) → load the snapshot once → authenticate → read and check the body →
 //! authorize the model → provider. Every response, errors included, carries `request-id`.
-//! Each request logs exactly one line: here for unmetered responses, or by the usage
-//! record when the metered response ends.
+//! Each request logs exactly one line on the `tollgate::usage` target: here for unmetered
+//! responses (rejections included), or by the usage record when the metered response ends.
+//! With telemetry on ([`crate::metrics`]) each request also has a `request` span (parented
+//! on the client's `traceparent`) and, for model calls, request metrics.
 //!
 //! Besides the Messages API: `GET /api/oauth/usage` (spend against caps, for Claude Code's
 //! `/usage`), `GET /managed/settings` (Claude Code managed settings),
@@ -27,6 +29,7 @@ use bytes::Bytes;
 use http::header::{ALLOW, HeaderValue};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
+use tracing::{Instrument as _, Span};
 use uuid::Uuid;
 
 use crate::budget::Spend;
@@ -73,9 +76,19 @@ impl Gateway {
         ctx: &mut RequestContext,
         headers: &http::HeaderMap,
     ) -> Result<(Arc<tollgate_policy::Snapshot>, tollgate_policy::Caller), ApiError> {
+        let span = crate::trace_context::auth_span(&ctx.span);
+        let _entered = span.enter();
         let snapshot = self.snapshots.load().ok_or_else(ApiError::not_ready)?;
         let caller = crate::auth::authenticate(&snapshot, headers, unix_now_s())?;
         ctx.key_id = Some(caller.log_id());
+        if !ctx.span.is_disabled() {
+            ctx.span
+                .record("user.email", caller.principal().email.as_str());
+            ctx.span
+                .record("api_key", crate::usage::api_key_name(&caller));
+        }
+        ctx.caller = Some(caller.clone());
+        ctx.snapshot = Some(snapshot.clone());
         Ok((snapshot, caller))
     }
 }
@@ -100,6 +113,11 @@ pub(crate) struct RequestContext {
     pub model: Option<String>,
     /// The usage record writes the log line (when the response body ends).
     pub metered: bool,
+    /// The `request` span ([`Span::none`] when telemetry is off).
+    pub span: Span,
+    /// Who called, once authenticated, and the snapshot that said so.
+    pub caller: Option<tollgate_policy::Caller>,
+    pub snapshot: Option<Arc<tollgate_policy::Snapshot>>,
 }
 
 /// What the client asked for.
@@ -175,45 +193,163 @@ impl Gateway {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let id = Uuid::now_v7().to_string();
+        let span = crate::trace_context::request_span(
+            crate::metrics::is_enabled(),
+            request.headers(),
+            &id,
+            request.method(),
+            request.uri().path(),
+        );
         let mut ctx = RequestContext {
-            id: Uuid::now_v7().to_string(),
+            id,
             started: Instant::now(),
             started_at: SystemTime::now(),
             key_id: None,
             model: None,
             metered: false,
+            span,
+            caller: None,
+            snapshot: None,
         };
-        let result = match route(request.method(), request.uri().path()) {
+        let span = ctx.span.clone();
+        self.handle_in(request, &mut ctx).instrument(span).await
+    }
+
+    async fn handle_in<B>(
+        &self,
+        request: Request<B>,
+        ctx: &mut RequestContext,
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let routed = route(request.method(), request.uri().path());
+        let is_model_call = matches!(routed, Ok(Route::Provider(_)));
+        let result = match routed {
             Ok(Route::Hello) => Ok(Response::new(empty_body())),
-            Ok(Route::Models) => models::list(self, &mut ctx, request.headers()),
-            Ok(Route::ManagedSettings) => settings::get(self, &mut ctx, request.headers()),
-            Ok(Route::Usage) => usage_api::get(self, &mut ctx, request.headers()).await,
-            Ok(Route::Telemetry(signal)) => telemetry::relay(self, &mut ctx, request, signal).await,
+            Ok(Route::Models) => models::list(self, ctx, request.headers()),
+            Ok(Route::ManagedSettings) => settings::get(self, ctx, request.headers()),
+            Ok(Route::Usage) => usage_api::get(self, ctx, request.headers()).await,
+            Ok(Route::Telemetry(signal)) => telemetry::relay(self, ctx, request, signal).await,
             Ok(Route::ControlPlane) => forward::forward(self, request).await,
-            Ok(Route::Provider(endpoint)) => {
-                messages::handle(self, &mut ctx, request, endpoint).await
-            }
+            Ok(Route::Provider(endpoint)) => messages::handle(self, ctx, request, endpoint).await,
             Err(misroute) => Ok(misroute.into_response(request.method(), request.uri().path())),
         };
-        let (mut response, error) = match result {
-            Ok(response) => (response, None),
-            Err(error) => (error.clone().into_response(), Some(error.message)),
+        let (mut response, error, error_code) = match result {
+            Ok(response) => (response, None, None),
+            Err(error) => {
+                let code = error.code;
+                (
+                    error.clone().into_response(),
+                    Some(error.message),
+                    Some(code),
+                )
+            }
         };
         if let Ok(id) = HeaderValue::from_str(&ctx.id) {
             response.headers_mut().insert(REQUEST_ID, id);
         }
+        let status = response.status().as_u16();
+        if !ctx.span.is_disabled() {
+            ctx.span.record("http.response.status_code", status);
+            if let Some(model) = &ctx.model {
+                ctx.span.record("model", model.as_str());
+            }
+            if status >= 500 {
+                ctx.span.record("otel.status_code", "ERROR");
+            }
+        }
         if !ctx.metered {
-            tracing::info!(
-                request_id = %ctx.id,
-                key_id = ctx.key_id.as_deref().unwrap_or("-"),
-                model = ctx.model.as_deref().unwrap_or("-"),
-                status = response.status().as_u16(),
-                duration_ms = u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                error = error.as_deref().unwrap_or(""),
-                "request"
-            );
+            log_unmetered(ctx, status, error_code, error.as_deref(), is_model_call);
         }
         response
+    }
+}
+
+/// How an unmetered request ended, for the log line and metrics.
+fn unmetered_outcome(error: Option<ErrorCode>) -> &'static str {
+    match error {
+        None => "complete",
+        Some(ErrorCode::Unauthenticated) => "unauthenticated",
+        Some(ErrorCode::PermissionDenied) => "permission_denied",
+        Some(ErrorCode::BudgetExceeded) => "budget_exceeded",
+        Some(ErrorCode::RateLimited) => "rate_limited",
+        Some(
+            ErrorCode::InvalidRequest
+            | ErrorCode::NotFound
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::RequestTooLarge
+            | ErrorCode::NotSupported,
+        ) => "invalid_request",
+        Some(ErrorCode::Unavailable | ErrorCode::Overloaded) => "unavailable",
+        Some(ErrorCode::BadGateway | ErrorCode::GatewayTimeout) => "upstream_error",
+        Some(ErrorCode::Internal) => "internal_error",
+    }
+}
+
+/// The one log line of a request without a usage record (and, for model calls, its
+/// metrics): rejections, `count_tokens`, listings and the other endpoints.
+fn log_unmetered(
+    ctx: &RequestContext,
+    status: u16,
+    error_code: Option<ErrorCode>,
+    error: Option<&str>,
+    is_model_call: bool,
+) {
+    let outcome = unmetered_outcome(error_code);
+    let caller = ctx.caller.as_ref();
+    let email = caller.map_or("", |c| c.principal().email.as_str());
+    let api_key = caller.map_or("", crate::usage::api_key_name);
+    let instruments = if is_model_call {
+        crate::metrics::instruments()
+    } else {
+        None
+    };
+    let groups = match (caller, ctx.snapshot.as_deref()) {
+        (Some(caller), Some(snapshot))
+            if instruments.is_some() || crate::usage::usage_log_enabled() =>
+        {
+            crate::metrics::group_names(caller, snapshot)
+        }
+        _ => String::new(),
+    };
+    let duration = ctx.started.elapsed();
+    tracing::info!(
+        target: "tollgate::usage",
+        request_id = %ctx.id,
+        user.email = %email,
+        principal_id = caller.map_or("", |c| c.principal().id.as_str()),
+        api_key = %api_key,
+        key_id = ctx.key_id.as_deref().unwrap_or(""),
+        groups = %groups,
+        model = ctx.model.as_deref().unwrap_or(""),
+        status,
+        outcome,
+        duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        error = error.unwrap_or(""),
+        "request"
+    );
+    if !ctx.span.is_disabled() {
+        ctx.span.record("outcome", outcome);
+    }
+    if let Some(instruments) = instruments {
+        instruments.record_request(&crate::metrics::FinishedRequest {
+            model: ctx.model.as_deref().unwrap_or(""),
+            provider: "",
+            outcome,
+            status,
+            user: crate::metrics::UserLabels {
+                email,
+                groups: &groups,
+                api_key,
+            },
+            usage: None,
+            cost_micro_usd: 0,
+            duration,
+            time_to_first_token: None,
+        });
     }
 }
 

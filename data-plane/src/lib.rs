@@ -27,12 +27,14 @@ mod error;
 mod gateway;
 mod listener;
 pub mod meter;
+pub mod metrics;
 mod providers;
 mod relay;
 pub mod request;
 mod routing;
 mod server;
 mod snapshot;
+pub mod trace_context;
 mod upstream;
 mod usage;
 

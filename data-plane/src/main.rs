@@ -9,7 +9,7 @@ use clap::{Parser, ValueEnum};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tollgate_data_plane::DataPlaneConfig;
-use tracing_subscriber::EnvFilter;
+use tollgate_telemetry::{LogOutput, TelemetryConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -17,15 +17,29 @@ enum LogFormat {
     Json,
 }
 
+impl From<LogFormat> for tollgate_telemetry::LogFormat {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => tollgate_telemetry::LogFormat::Text,
+            LogFormat::Json => tollgate_telemetry::LogFormat::Json,
+        }
+    }
+}
+
 /// Tollgate data plane: authenticates, authorizes, proxies and meters Anthropic Messages API
 /// traffic under the policy the control plane streams to it.
+///
+/// Telemetry: OpenTelemetry export (traces, metrics, usage events as logs) is configured by
+/// the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,
+/// OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME, …; see docs/observability.md) or
+/// --otlp-endpoint; nothing is exported when none is set.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Address clients connect to (HTTP/1.1 and h2c).
     /// Operator listener for `/metrics` (Prometheus), `/healthz` and `/readyz`; off when unset.
     #[arg(long, env = "TOLLGATE_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
+    /// Address clients connect to (HTTP/1.1 and h2c).
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The control plane's gRPC endpoint.
@@ -118,14 +132,40 @@ struct Args {
     /// `/oauth/…`, `/device` and the authorization-server metadata are forwarded there.
     #[arg(long, env = "TOLLGATE_CONTROL_PLANE_HTTP_URL")]
     control_plane_http_url: Option<String>,
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info,tollgate_data_plane=debug`); also
+    /// read from RUST_LOG; default `info`.
+    #[arg(long, env = "TOLLGATE_LOG")]
+    log: Option<String>,
+    /// Log output format: `text`, or `json` (one object a line, with the request's fields).
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// OTLP collector base URL (e.g. http://otel-collector:4318); overrides
+    /// OTEL_EXPORTER_OTLP_ENDPOINT. Unset, and with no OTEL_* endpoint, nothing is exported.
+    #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Validate the settings and exit.
     #[arg(long)]
     check_config: bool,
 }
 
 impl Args {
+    /// Logging and export settings: these flags plus the standard `OTEL_*` variables.
+    fn telemetry(&self) -> anyhow::Result<TelemetryConfig> {
+        let mut telemetry =
+            TelemetryConfig::from_env("tollgate-data-plane", self.otlp_endpoint.as_deref())?;
+        telemetry.log_filter = self
+            .log
+            .clone()
+            .or_else(|| std::env::var("RUST_LOG").ok())
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| "info".to_owned());
+        telemetry.log_format = self.log_format.into();
+        telemetry.log_output = LogOutput::Stdout;
+        telemetry.prometheus = self.admin_listen.is_some();
+        telemetry.validate()?;
+        Ok(telemetry)
+    }
+
     fn into_config(self) -> DataPlaneConfig {
         let mut config = DataPlaneConfig::new(
             self.listen,
@@ -163,27 +203,6 @@ impl Args {
     }
 }
 
-/// Logs go to stdout through a background writer, so the request path never waits on a
-/// `write(2)` (one access-log line per request); colours only on a terminal. Keep the guard
-/// alive until exit: dropping it flushes what is buffered.
-fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    use std::io::IsTerminal as _;
-    let filter = EnvFilter::try_from_env("TOLLGATE_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::stdout().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    guard
-}
-
 async fn stop_signal() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
@@ -197,7 +216,7 @@ async fn stop_signal() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _log_guard = init_tracing(args.log_format);
+    let telemetry_config = args.telemetry()?;
     let check_only = args.check_config;
     let config = args.into_config();
     config.validate()?;
@@ -205,6 +224,20 @@ async fn main() -> anyhow::Result<()> {
         println!("configuration ok");
         return Ok(());
     }
+    // Logs go to stdout through a background writer, so the request path never waits on a
+    // `write(2)`; OpenTelemetry export only when configured.
+    let telemetry = tollgate_telemetry::init(telemetry_config)?;
+    tollgate_data_plane::metrics::set_enabled(
+        telemetry.metrics_enabled() || telemetry.traces_enabled(),
+    );
+    let result = run(config).await;
+    if let Err(error) = telemetry.shutdown().await {
+        eprintln!("{error}");
+    }
+    result
+}
+
+async fn run(config: DataPlaneConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let handle = tollgate_data_plane::spawn(config, shutdown.clone())
         .await

@@ -28,6 +28,7 @@ use rand::Rng;
 use tokio::time::Instant;
 use tollgate_policy::{ProviderKind, Route, RouteTarget, Snapshot, Timeouts};
 use tollgate_proto::v1 as pb;
+use tracing::{Instrument as _, Span};
 
 pub(crate) use breaker::{BreakerSettings, Breakers};
 pub(crate) use retry_budget::{RetryBudget, RetryBudgetSettings};
@@ -131,6 +132,8 @@ pub(crate) struct Routed {
     /// The catalogue model whose route is used (the client may have sent an alias).
     pub model: String,
     pub pending: Option<PendingUsage>,
+    /// The `request` span ([`Span::none`] when telemetry is off).
+    pub span: Span,
 }
 
 /// What an exchange needs beyond the request: shared, cheap to clone.
@@ -157,7 +160,11 @@ impl Exchange {
         if req.pending.is_none() {
             return self.clone().run(req).await;
         }
-        let task = self.drain.tracker.spawn(self.clone().run(req));
+        let span = req.span.clone();
+        let task = self
+            .drain
+            .tracker
+            .spawn(self.clone().run(req).instrument(span));
         task.await
             .unwrap_or_else(|_| Err(ApiError::new(ErrorCode::Internal, "internal error")))
     }
@@ -177,6 +184,9 @@ impl Exchange {
         let mut reopen_at: Option<Instant> = None;
         // Every target skipped so far rests at the provider's request (429 + retry-after).
         let mut all_rate_limited = true;
+        let instruments = crate::metrics::instruments();
+        // The provider of the last failed attempt (for the failover count).
+        let mut failed_at: Option<&str> = None;
         let stopping = self.drain.stopping();
         tokio::pin!(stopping);
 
@@ -196,6 +206,7 @@ impl Exchange {
                 let mut pending = req.pending.take();
                 if let Some(p) = pending.as_mut() {
                     p.serve_from(target);
+                    p.start_stream();
                 }
                 return Ok(providers::demo::respond(
                     &self.drain,
@@ -231,31 +242,53 @@ impl Exchange {
             }
             attempts += 1;
             breaker.attempted();
+            let provider_name = target.provider.name.as_str();
+            if let (Some(i), Some(from)) = (instruments, failed_at) {
+                i.failover(&req.model, from);
+            }
+            let attempt = Attempt {
+                span: crate::trace_context::upstream_span(
+                    &req.span,
+                    provider_name,
+                    &target.upstream_model,
+                    attempts,
+                ),
+                provider: provider_name,
+                instruments,
+            };
+            // Until proven otherwise, this attempt is the one that failed.
+            failed_at = Some(provider_name);
             let timeouts = self.timeouts(target);
             let prepared =
                 match providers::prepare(&target.provider, &out, &router.runtime, &self.client)
+                    .instrument(attempt.span.clone())
                     .await
                 {
                     Ok(prepared) => prepared,
                     Err(error) => {
                         tracing::warn!(
+                            parent: &attempt.span,
                             request_id = %req.request_id,
                             provider = %target.provider.name,
                             %error,
                             "provider request could not be prepared"
                         );
+                        attempt.ended("prepare_failed", None);
                         breaker.failure(settings, now, "prepare failed", None, false);
                         last = Some((index, LastFailure::Prepare));
                         continue;
                     }
                 };
+            let mut request = prepared.request;
+            crate::trace_context::inject(&attempt.span, request.headers_mut());
             let sent = tokio::select! {
                 sent = self.client.send_with(
-                    prepared.request,
+                    request,
                     timeouts.connect,
                     timeouts.first_byte.unwrap_or(router.settings.first_byte_timeout),
-                ) => sent,
+                ).instrument(attempt.span.clone()) => sent,
                 () = &mut stopping => {
+                    attempt.ended("cancelled", None);
                     let error = ApiError::new(ErrorCode::Unavailable, "gateway is shutting down");
                     return Err(fail(req.pending.take(), error, Outcome::Truncated));
                 }
@@ -264,6 +297,7 @@ impl Exchange {
                 Ok(response) => response,
                 Err(error) => {
                     tracing::warn!(
+                        parent: &attempt.span,
                         request_id = %req.request_id,
                         provider = %target.provider.name,
                         %error,
@@ -280,6 +314,14 @@ impl Exchange {
                             ("connection lost", LastFailure::Unreachable, true)
                         }
                     };
+                    attempt.ended(
+                        match failure {
+                            LastFailure::Timeout => "timeout",
+                            _ if sent => "connection_lost",
+                            _ => "connect_error",
+                        },
+                        None,
+                    );
                     breaker.failure(settings, Instant::now(), reason, None, false);
                     last = Some((index, failure));
                     if sent && !matches!(error, UpstreamError::Timeout(_)) {
@@ -291,10 +333,12 @@ impl Exchange {
                 }
             };
             if response.status().is_success() {
+                attempt.ended("ok", Some(response.status().as_u16()));
                 breaker.success();
                 let mut pending = req.pending.take();
                 if let Some(p) = pending.as_mut() {
                     p.serve_from(target);
+                    p.start_stream();
                 }
                 return Ok(self
                     .answer(
@@ -308,10 +352,19 @@ impl Exchange {
                     .await);
             }
             let (parts, body) = response.into_parts();
-            let bytes = read_error_body(body).await;
+            let bytes = read_error_body(body).instrument(attempt.span.clone()).await;
             let failure =
                 providers::map_error(&target.provider, parts.status, &parts.headers, &bytes);
+            attempt.ended(
+                if failure.retryable {
+                    "retryable_error"
+                } else {
+                    "error"
+                },
+                Some(parts.status.as_u16()),
+            );
             tracing::warn!(
+                parent: &attempt.span,
                 request_id = %req.request_id,
                 provider = %target.provider.name,
                 status = parts.status.as_u16(),
@@ -479,6 +532,31 @@ impl Exchange {
             pending.finish(&failure.usage, Outcome::UpstreamError);
         }
         response
+    }
+}
+
+/// One attempt at a target: its span and how it is counted.
+struct Attempt<'a> {
+    span: Span,
+    provider: &'a str,
+    instruments: Option<&'static crate::metrics::Instruments>,
+}
+
+impl Attempt<'_> {
+    /// Records how the attempt ended (`status`: the provider's, if it answered).
+    fn ended(&self, outcome: &'static str, status: Option<u16>) {
+        if let Some(i) = self.instruments {
+            i.upstream_attempt(self.provider, outcome);
+        }
+        if !self.span.is_disabled() {
+            self.span.record("outcome", outcome);
+            if let Some(status) = status {
+                self.span.record("http.response.status_code", status);
+            }
+            if outcome != "ok" && outcome != "error" {
+                self.span.record("otel.status_code", "ERROR");
+            }
+        }
     }
 }
 

@@ -76,6 +76,7 @@ pub struct DataPlaneHandle {
     lease_stop: CancellationToken,
     shipper: JoinHandle<Result<(), ShipperError>>,
     usage_stop: CancellationToken,
+    _gauges: Option<crate::metrics::Gauges>,
 }
 
 impl std::fmt::Debug for DataPlaneHandle {
@@ -135,8 +136,14 @@ pub async fn spawn(
             spool_path: config.spool_path.clone(),
         },
         spend.ledger().clone(),
+        usage.backlog().clone(),
         usage_stop.clone(),
     );
+    // Process-wide gauges read this data plane's state (weakly: a stopped one reports nothing).
+    let gauges = crate::metrics::is_enabled().then(|| {
+        let meter = opentelemetry::global::meter(crate::metrics::METER_NAME);
+        crate::metrics::register_gauges(&meter, &snapshots, usage.backlog())
+    });
     let lease_stop = CancellationToken::new();
     let keeper = spawn_lease_keeper(spend.clone(), snapshots.clone(), lease_stop.clone());
     let sync = spawn_snapshot_sync(
@@ -214,6 +221,7 @@ pub async fn spawn(
         lease_stop,
         shipper,
         usage_stop,
+        _gauges: gauges,
     })
 }
 

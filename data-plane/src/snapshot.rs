@@ -3,7 +3,9 @@
 mod sync;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
@@ -17,6 +19,10 @@ pub(crate) struct SnapshotStore {
     current: ArcSwapOption<Snapshot>,
     /// The installed version (0 = none), for waiters.
     version: watch::Sender<u64>,
+    /// When the control plane was last heard from on the snapshot stream (or when the
+    /// store was created), and whether the stream is open now — for the staleness gauge.
+    last_contact: Mutex<Instant>,
+    connected: AtomicBool,
 }
 
 impl Default for SnapshotStore {
@@ -24,6 +30,8 @@ impl Default for SnapshotStore {
         SnapshotStore {
             current: ArcSwapOption::empty(),
             version: watch::channel(0).0,
+            last_contact: Mutex::new(Instant::now()),
+            connected: AtomicBool::new(false),
         }
     }
 }
@@ -47,6 +55,28 @@ impl SnapshotStore {
         self.current.store(Some(Arc::new(snapshot)));
         self.version.send_replace(version);
         true
+    }
+
+    /// The control plane was heard from: a snapshot arrived or the stream (re)opened
+    /// (`connected`), or the stream ended (`!connected`).
+    pub(crate) fn note_contact(&self, connected: bool) {
+        *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+
+    /// How long the snapshot may be out of date: zero while the stream to the control plane
+    /// is open (it pushes every change), else the time since it was last heard from.
+    pub(crate) fn staleness(&self) -> Duration {
+        if self.connected.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        self.last_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
     }
 
     /// Waits until a snapshot with at least version `min` is installed.
@@ -82,6 +112,17 @@ mod tests {
         assert_eq!(store.version(), Some(3));
         assert!(store.install(snapshot(4)));
         assert_eq!(store.load().unwrap().version, 4);
+    }
+
+    #[tokio::test]
+    async fn staleness_is_zero_while_connected_and_grows_after() {
+        let store = SnapshotStore::default();
+        store.note_contact(true);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(store.staleness(), Duration::ZERO);
+        store.note_contact(false);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(store.staleness() >= Duration::from_millis(5));
     }
 
     #[tokio::test]

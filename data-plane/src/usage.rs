@@ -4,17 +4,22 @@
 //! never waits); the shipper batches, retries and spools them. Records carry the request id
 //! (UUIDv7) as the idempotency key: re-sending a record is always safe.
 
+mod capture;
 mod shipper;
 mod spool;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tollgate_policy::{CounterKey, TargetPrice, Usage};
+use tollgate_policy::{Caller, CounterKey, Snapshot, TargetPrice, Usage};
+use tracing::Span;
 
 use crate::budget::Reservation;
+use crate::metrics::{FinishedRequest, UsageBacklog, UserLabels};
+
+pub(crate) use capture::Capture;
 
 pub use shipper::ShipperError;
 pub(crate) use shipper::{ShipperSettings, spawn_usage_shipper};
@@ -92,21 +97,84 @@ impl UsageRecord {
 
 /// Where finished records go; cloning is cheap.
 #[derive(Debug, Clone)]
-pub(crate) struct UsageSink(mpsc::UnboundedSender<UsageRecord>);
+pub(crate) struct UsageSink {
+    tx: mpsc::UnboundedSender<UsageRecord>,
+    /// Records not yet acknowledged (the shipper counts them down).
+    backlog: Arc<UsageBacklog>,
+}
 
 /// The receiving end, owned by the shipper.
 pub(crate) type UsageQueue = mpsc::UnboundedReceiver<UsageRecord>;
 
 pub(crate) fn usage_channel() -> (UsageSink, UsageQueue) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (UsageSink(tx), rx)
+    let sink = UsageSink {
+        tx,
+        backlog: Arc::default(),
+    };
+    (sink, rx)
 }
 
 impl UsageSink {
     fn send(&self, record: UsageRecord) {
-        if let Err(lost) = self.0.send(record) {
+        self.backlog.add(1);
+        if let Err(lost) = self.tx.send(record) {
+            self.backlog.acknowledged(1);
             // Only after the shipper has stopped, i.e. past shutdown's final flush.
             tracing::error!(request_id = %lost.0.request_id, "usage record produced after shutdown was lost");
+        }
+    }
+
+    /// The count of records not yet acknowledged by the control plane.
+    pub(crate) fn backlog(&self) -> &Arc<UsageBacklog> {
+        &self.backlog
+    }
+}
+
+/// What a metered request's telemetry needs beyond its record: who called (labels and the
+/// log line), the request span, time to first byte and, when enabled, the captured bodies.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    pub caller: Option<Caller>,
+    /// The snapshot the request was admitted under (group and provider names).
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// The `request` span ([`Span::none`] when telemetry is off).
+    pub span: Span,
+    /// Set when content capture is on.
+    pub capture: Option<Box<Capture>>,
+    stream_span: Span,
+    first_byte: Option<Duration>,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Observed {
+            caller: None,
+            snapshot: None,
+            span: Span::none(),
+            capture: None,
+            stream_span: Span::none(),
+            first_byte: None,
+        }
+    }
+}
+
+impl Observed {
+    /// For a request by `caller` under `snapshot`; captures `body` if the snapshot says so.
+    pub(crate) fn new(
+        caller: &Caller,
+        snapshot: &Arc<Snapshot>,
+        span: Span,
+        body: &bytes::Bytes,
+    ) -> Self {
+        Observed {
+            caller: Some(caller.clone()),
+            snapshot: Some(snapshot.clone()),
+            span,
+            capture: snapshot
+                .content_capture
+                .then(|| Box::new(Capture::new(body.clone()))),
+            ..Observed::default()
         }
     }
 }
@@ -121,6 +189,7 @@ pub(crate) struct PendingUsage {
     sink: UsageSink,
     price: Option<Arc<TargetPrice>>,
     reservation: Option<Reservation>,
+    observed: Observed,
 }
 
 impl PendingUsage {
@@ -133,6 +202,31 @@ impl PendingUsage {
             sink,
             price: None,
             reservation: None,
+            observed: Observed::default(),
+        }
+    }
+
+    /// Adds what the request's telemetry needs (see [`Observed`]).
+    pub(crate) fn with_observed(mut self, observed: Observed) -> Self {
+        self.observed = observed;
+        self
+    }
+
+    /// The answer starts relaying to the client: opens the `stream` span.
+    pub(crate) fn start_stream(&mut self) {
+        self.observed.stream_span = crate::trace_context::stream_span(&self.observed.span);
+    }
+
+    /// Notes bytes relayed to the client (time to first byte, content capture).
+    pub(crate) fn relayed(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.observed.first_byte.is_none() {
+            self.observed.first_byte = Some(self.started.elapsed());
+        }
+        if let Some(capture) = self.observed.capture.as_mut() {
+            capture.relayed(data);
         }
     }
 
@@ -185,24 +279,113 @@ impl PendingUsage {
             reservation.settle(cost);
         }
         self.record.outcome = outcome;
-        self.record.duration_ms =
-            u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let r = &self.record;
-        tracing::info!(
-            request_id = %r.request_id,
-            key_id = %r.api_key_id,
-            model = %r.model,
-            status = r.status,
-            duration_ms = r.duration_ms,
-            stream = r.stream,
-            outcome = outcome.as_str(),
-            input_tokens = r.input_tokens,
-            output_tokens = r.output_tokens,
-            cost_micro_usd = r.cost_micro_usd,
-            "request"
-        );
+        let duration = self.started.elapsed();
+        self.record.duration_ms = millis(duration);
+        // Recorded inside the request span, so that it ends now (a span ends when last
+        // exited) and the log line carries its trace; the stream span ends just before.
+        let request_span = std::mem::replace(&mut self.observed.span, Span::none());
+        let stream_span = std::mem::replace(&mut self.observed.stream_span, Span::none());
+        request_span.in_scope(|| {
+            self.observe(usage, duration, &request_span, &stream_span);
+            drop(stream_span);
+        });
+        drop(request_span);
         self.sink.send(self.record);
     }
+
+    /// The usage log line, content capture, metrics and the end of the spans.
+    fn observe(&self, usage: &Usage, duration: Duration, span: &Span, stream_span: &Span) {
+        let r = &self.record;
+        let o = &self.observed;
+        let caller = o.caller.as_ref();
+        let email = caller.map_or("", |c| c.principal().email.as_str());
+        let api_key = caller.map_or("", api_key_name);
+        let instruments = crate::metrics::instruments();
+        let groups = match (caller, o.snapshot.as_deref()) {
+            (Some(caller), Some(snapshot)) if instruments.is_some() || usage_log_enabled() => {
+                crate::metrics::group_names(caller, snapshot)
+            }
+            _ => String::new(),
+        };
+        let provider = o
+            .snapshot
+            .as_deref()
+            .and_then(|s| s.provider(&r.provider_id))
+            .map_or(r.provider_id.as_str(), |p| p.name.as_str());
+        let outcome = r.outcome.as_str();
+        tracing::info!(
+            target: "tollgate::usage",
+            request_id = %r.request_id,
+            user.email = %email,
+            principal_id = %r.principal_id,
+            api_key = %api_key,
+            key_id = %r.api_key_id,
+            groups = %groups,
+            model = %r.model,
+            provider = %provider,
+            upstream_model = %r.upstream_model,
+            endpoint = %r.endpoint,
+            status = r.status,
+            outcome,
+            stream = r.stream,
+            input_tokens = r.input_tokens,
+            output_tokens = r.output_tokens,
+            cache_creation_5m_tokens = r.cache_creation_5m_tokens,
+            cache_creation_1h_tokens = r.cache_creation_1h_tokens,
+            cache_read_tokens = r.cache_read_tokens,
+            cost_micro_usd = r.cost_micro_usd,
+            duration_ms = r.duration_ms,
+            ttft_ms = o.first_byte.map(millis),
+            "request"
+        );
+        if let Some(capture) = &o.capture {
+            capture.emit(&r.request_id, email, &r.model);
+        }
+        if let Some(instruments) = instruments {
+            instruments.record_request(&FinishedRequest {
+                model: &r.model,
+                provider,
+                outcome,
+                status: r.status,
+                user: UserLabels {
+                    email,
+                    groups: &groups,
+                    api_key,
+                },
+                usage: Some(usage),
+                cost_micro_usd: r.cost_micro_usd,
+                duration,
+                time_to_first_token: o.first_byte,
+            });
+        }
+        if !stream_span.is_disabled() {
+            stream_span.record("outcome", outcome);
+        }
+        if !span.is_disabled() {
+            span.record("http.response.status_code", r.status);
+            span.record("outcome", outcome);
+            if r.status >= 500 || r.outcome == Outcome::UpstreamError {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+    }
+}
+
+/// Whether the `tollgate::usage` log line is wanted (its fields are worth building).
+pub(crate) fn usage_log_enabled() -> bool {
+    tracing::enabled!(target: "tollgate::usage", tracing::Level::INFO)
+}
+
+/// The API key's name for an API-key caller; empty for signed-in users.
+pub(crate) fn api_key_name(caller: &Caller) -> &str {
+    match caller {
+        Caller::Key(key) => &key.name,
+        Caller::Session(_) => "",
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -145,6 +145,9 @@ pub struct Snapshot {
     settings_documents: Vec<SettingsDocument>,
     telemetry_collector_url: Option<String>,
     budgets: Budgets,
+    /// Prompts and completions are written to the data plane's logs (an audited admin
+    /// setting; off by default).
+    pub content_capture: bool,
 }
 
 impl Snapshot {
@@ -282,6 +285,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             settings_documents,
             telemetry_collector_url,
             budgets,
+            content_capture: pb.content_capture,
         })
     }
 }

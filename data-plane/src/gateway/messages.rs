@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use http::{Request, Response};
 use tollgate_policy::{AccessError, Caller, CounterKey, Route, Snapshot, TargetPrice};
+use tracing::Instrument as _;
 
 use super::{Gateway, RequestContext, ResponseBody};
 use crate::budget::{self, Admission, HeaderList, Reservation, success_headers};
@@ -15,7 +16,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::providers::Endpoint;
 use crate::request::{BodyError, RequestFields, check_declared_length, extract_fields, read_body};
 use crate::routing::{OwnedFields, Routed};
-use crate::usage::{Outcome, PendingUsage, UsageRecord, unix_ms};
+use crate::usage::{Observed, Outcome, PendingUsage, UsageRecord, unix_ms};
 
 pub(super) async fn handle<B>(
     gateway: &Gateway,
@@ -37,9 +38,12 @@ where
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
     ctx.model = Some(fields.model.clone().into_owned());
 
-    let route = snapshot
-        .authorize_caller(&caller, &fields.model)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
+    let admission = crate::trace_context::admission_span(&ctx.span);
+    let route = admission.in_scope(|| {
+        snapshot
+            .authorize_caller(&caller, &fields.model)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))
+    })?;
     let target = route.primary().ok_or_else(|| {
         let error = AccessError::NoRoute(fields.model.clone().into_owned());
         ApiError::new(ErrorCode::InvalidRequest, error.to_string())
@@ -47,7 +51,18 @@ where
 
     let mut spend_headers = None;
     let pending = if endpoint == Endpoint::Messages {
-        let spend = admit_spend(gateway, &snapshot, &caller, route, &fields, body.len()).await?;
+        let spend = admit_spend(gateway, &snapshot, &caller, route, &fields, body.len())
+            .instrument(admission.clone())
+            .await;
+        if !admission.is_disabled() {
+            let outcome = match &spend {
+                Ok(_) => "admitted",
+                Err(_) => "refused",
+            };
+            admission.record("budget.outcome", outcome);
+        }
+        drop(admission);
+        let spend = spend?;
         spend_headers = spend.headers;
         let record = UsageRecord {
             request_id: ctx.id.clone(),
@@ -79,9 +94,11 @@ where
         };
         Some(
             PendingUsage::new(record, ctx.started, gateway.usage.clone())
-                .with_spend(target.price.clone(), spend.reservation),
+                .with_spend(target.price.clone(), spend.reservation)
+                .with_observed(Observed::new(&caller, &snapshot, ctx.span.clone(), &body)),
         )
     } else {
+        drop(admission);
         None
     };
     ctx.metered = pending.is_some();
@@ -94,6 +111,7 @@ where
         body,
         snapshot: snapshot.clone(),
         pending,
+        span: ctx.span.clone(),
     };
     let mut response = gateway.exchange.serve(routed).await?;
     if let Some(headers) = spend_headers
@@ -174,12 +192,25 @@ async fn admit_spend(
         }),
         Admission::Refused { index, usage } => {
             let Some(applied) = applied.get(index).or_else(|| applied.first()) else {
+                budget_rejected("unavailable", caller);
                 return Err(ApiError::spend_unavailable());
             };
+            budget_rejected(applied.budget.scope.as_str(), caller);
             let cap = budget::cap_reached(applied, usage, snapshot, now_unix_s);
             Err(ApiError::spend_cap_reached(&cap))
         }
-        Admission::Unavailable => Err(ApiError::spend_unavailable()),
+        Admission::Unavailable => {
+            budget_rejected("unavailable", caller);
+            Err(ApiError::spend_unavailable())
+        }
+    }
+}
+
+/// Counts a spend-cap refusal (`scope`: the cap's, or `unavailable` when it could not be
+/// checked and the gateway failed closed).
+fn budget_rejected(scope: &'static str, caller: &Caller) {
+    if let Some(instruments) = crate::metrics::instruments() {
+        instruments.budget_rejection(scope, &caller.principal().email);
     }
 }
 

@@ -373,3 +373,5 @@ async fn demo_streams_sse() {
     assert!(record.stream);
     assert!(record.output_tokens > 0);
 }
+
+mod telemetry;

@@ -118,6 +118,7 @@ impl Body for MeteredBody {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     m.meter.feed(data);
+                    m.pending.relayed(data);
                 }
                 if m.inner.is_end_stream()
                     && let Some(m) = this.state.take()

@@ -38,18 +38,22 @@ async fn follow(mut api: SyncApi, store: &SnapshotStore, data_plane_id: &str) {
         };
         match api.watch_snapshots(request).await {
             Ok(response) => {
+                store.note_contact(true);
                 let mut stream = response.into_inner();
                 loop {
                     match stream.message().await {
                         Ok(Some(snapshot)) => {
                             backoff.reset();
+                            store.note_contact(true);
                             apply(store, snapshot);
                         }
                         Ok(None) => {
+                            store.note_contact(false);
                             tracing::info!("control plane ended the snapshot stream; reconnecting");
                             break;
                         }
                         Err(status) => {
+                            store.note_contact(false);
                             tracing::warn!(code = ?status.code(), detail = status.message(), "snapshot stream failed; reconnecting");
                             break;
                         }

@@ -16,6 +16,7 @@ use super::{Outcome, UsageQueue, UsageRecord};
 use crate::backoff::Backoff;
 use crate::budget::Ledger;
 use crate::control_plane::SyncApi;
+use crate::metrics::UsageBacklog;
 
 /// One `ReportUsage` call may take this long before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,18 +46,22 @@ pub enum ShipperError {
 /// Starts the shipper. `spooled` (records read back from the spool) are sent first. Runs
 /// until `stop` is cancelled, then flushes what is queued (bounded by
 /// `final_flush_timeout`) and spools the rest. Acknowledged costs are noted in `ledger`
-/// (so utilisation counts each cost once, whether or not the control plane has it yet).
+/// (so utilisation counts each cost once, whether or not the control plane has it yet), and
+/// `backlog` is counted down.
 pub(crate) fn spawn_usage_shipper(
     api: SyncApi,
     queue: UsageQueue,
     spooled: Vec<UsageRecord>,
     settings: ShipperSettings,
     ledger: Arc<Ledger>,
+    backlog: Arc<UsageBacklog>,
     stop: CancellationToken,
 ) -> JoinHandle<Result<(), ShipperError>> {
+    backlog.add(spooled.len() as u64);
     let shipper = Shipper {
         api,
         ledger,
+        backlog,
         queue,
         spooled_unacked: spooled.len(),
         pending: spooled.into(),
@@ -70,6 +75,7 @@ pub(crate) fn spawn_usage_shipper(
 struct Shipper {
     api: SyncApi,
     ledger: Arc<Ledger>,
+    backlog: Arc<UsageBacklog>,
     queue: UsageQueue,
     /// Oldest first; only ever removed from the front, once acknowledged.
     pending: VecDeque<UsageRecord>,
@@ -165,6 +171,7 @@ impl Shipper {
                 self.ledger.reported(&record.charges, record.cost_micro_usd);
             }
         }
+        self.backlog.acknowledged(count as u64);
         if self.spooled_unacked > 0 {
             self.spooled_unacked = self.spooled_unacked.saturating_sub(count);
             if self.spooled_unacked == 0

@@ -10,6 +10,7 @@ mod routing;
 mod signed_in;
 mod spend;
 mod support;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::time::Duration;

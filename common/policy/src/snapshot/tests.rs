@@ -103,6 +103,18 @@ fn accepts_a_valid_snapshot() {
 }
 
 #[test]
+fn content_capture_follows_the_snapshot_and_is_off_by_default() {
+    let off = Snapshot::try_from(sample()).unwrap();
+    assert!(!off.content_capture);
+    let on = Snapshot::try_from(pb::Snapshot {
+        content_capture: true,
+        ..sample()
+    })
+    .unwrap();
+    assert!(on.content_capture);
+}
+
+#[test]
 fn authenticates_known_key_and_rejects_unknown() {
     let snap = Snapshot::try_from(sample()).unwrap();
     assert_eq!(snap.authenticate("tg_one", 50).unwrap().id, "k1");
