@@ -161,9 +161,11 @@ $$;
 CREATE FUNCTION tollgate_audit_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'audit_entries' AND TG_OP = 'DELETE'
-       AND OLD.seq <= (SELECT coalesce(max(through_seq), 0) FROM audit_prunes) THEN
-        RETURN OLD;
+    -- Nested so OLD.seq is read only on audit_entries (other guarded tables have no seq).
+    IF TG_TABLE_NAME = 'audit_entries' AND TG_OP = 'DELETE' THEN
+        IF OLD.seq <= (SELECT coalesce(max(through_seq), 0) FROM audit_prunes) THEN
+            RETURN OLD;
+        END IF;
     END IF;
     RAISE EXCEPTION 'audit records are append-only: % on % is not allowed', TG_OP, TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege';

@@ -46,6 +46,30 @@ pub struct DevArgs {
     /// API key for --upstream-url.
     #[arg(long, env = "TOLLGATE_DEV_UPSTREAM_KEY", hide_env_values = true)]
     pub upstream_key: Option<String>,
+    /// OTLP collector base URL (e.g. http://localhost:4318) for both planes' traces, metrics
+    /// and usage logs (service name `tollgate-dev`); the standard OTEL_* variables work too.
+    #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl DevArgs {
+    /// Telemetry of the whole `tollgate dev` process (both planes share it): logs on stderr
+    /// (filter from RUST_LOG), OTLP export when an endpoint is configured.
+    pub fn telemetry(&self) -> anyhow::Result<tollgate_telemetry::TelemetryConfig> {
+        let mut config = tollgate_telemetry::TelemetryConfig::from_env(
+            "tollgate-dev",
+            self.otlp_endpoint.as_deref(),
+        )?;
+        config.log_filter = std::env::var("RUST_LOG")
+            .ok()
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| {
+                "warn,tollgate_cli=info,tollgate_control_plane=info,tollgate_data_plane=info".into()
+            });
+        config.log_output = tollgate_telemetry::LogOutput::Stderr;
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// Runs until `shutdown` is cancelled (Ctrl-C in the binary), then stops everything cleanly.
@@ -75,6 +99,11 @@ async fn run_with_database(
     // `/device` and the metadata path here, so clients use one base URL.
     cp_config.http_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     cp_config.secrets_key_file = Some(args.state_dir.join("secrets-key"));
+    // Audit checkpoints: the signing key stays in the state directory (created at first
+    // start), its public half is written beside it for `tollgate audit verify`.
+    let audit = DevAudit::new(&args.state_dir);
+    cp_config.audit_signing_key_file = Some(audit.signing_key.clone());
+    cp_config.audit_checkpoint_file = Some(audit.checkpoints.clone());
     let planes = shutdown.child_token();
     let cp = tollgate_control_plane::spawn(cp_config, planes.clone())
         .await
@@ -121,7 +150,14 @@ async fn run_with_database(
     {
         anyhow::bail!("the data plane did not receive the seeded policy within 10 s");
     }
-    print_banner(args, dp.addr, &endpoint, &admin_key_file, &seeded);
+    audit.write_public_key().await?;
+    // A URL given on the command line may carry a password: not printed.
+    let verify = audit.verify_command(if args.database_url.is_some() {
+        "\"$DATABASE_URL\""
+    } else {
+        &db.url
+    });
+    print_banner(args, dp.addr, &endpoint, &admin_key_file, &seeded, &verify);
 
     shutdown.cancelled().await;
     eprintln!("shutting down…");
@@ -139,6 +175,7 @@ fn print_banner(
     endpoint: &str,
     admin_key_file: &std::path::Path,
     seeded: &Seeded,
+    audit_verify: &str,
 ) {
     let upstream = args
         .upstream_url
@@ -155,8 +192,46 @@ fn print_banner(
          Then try: claude -p \"hello\"\n\
          Sign-in through your IdP (Claude Code /login, tollgate login): docs/claude-code-rollout.md\n\
          Admin:    tollgate admin --endpoint {endpoint} --admin-key-file {admin} usage --by user,model\n\
+         Audit:    {audit_verify}\n\
          Press Ctrl-C to stop.\n",
         key = seeded.api_key,
         admin = admin_key_file.display(),
     );
+}
+
+/// Where `tollgate dev` keeps the audit signing key, its public key and exported checkpoints.
+struct DevAudit {
+    signing_key: PathBuf,
+    public_key: PathBuf,
+    checkpoints: PathBuf,
+}
+
+impl DevAudit {
+    fn new(state_dir: &std::path::Path) -> DevAudit {
+        DevAudit {
+            signing_key: state_dir.join("audit-signing-key.pem"),
+            public_key: state_dir.join("audit-public-key.pem"),
+            checkpoints: state_dir.join("audit-checkpoints.jsonl"),
+        }
+    }
+
+    /// Writes the public key of the (now existing) signing key beside it.
+    async fn write_public_key(&self) -> anyhow::Result<()> {
+        let key = tollgate_control_plane::audit::AuditSigningKey::load(&self.signing_key).await?;
+        std::fs::write(&self.public_key, key.public_key_pem()).with_context(|| {
+            format!(
+                "cannot write the audit public key to {}",
+                self.public_key.display()
+            )
+        })
+    }
+
+    /// The command that verifies this instance's audit log.
+    fn verify_command(&self, database_url: &str) -> String {
+        format!(
+            "tollgate audit verify --database-url {database_url} --public-key {} --checkpoints {}",
+            self.public_key.display(),
+            self.checkpoints.display()
+        )
+    }
 }

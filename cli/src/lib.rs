@@ -3,6 +3,7 @@
 //! signed in to the gateway). Depends on sqlx only through `dev`.
 
 pub mod admin;
+pub mod audit;
 pub mod dev;
 pub mod login;
 pub mod pg_cluster;

@@ -23,6 +23,8 @@ enum Command {
     Token(tollgate_cli::login::TokenArgs),
     /// Revoke this machine's gateway tokens and delete its credentials.
     Logout(tollgate_cli::login::LogoutArgs),
+    /// Verify the tamper-evident audit log (hash chain and signed checkpoints).
+    Audit(tollgate_cli::audit::AuditArgs),
 }
 
 #[tokio::main]
@@ -30,13 +32,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Dev(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "warn,tollgate_cli=info,tollgate_control_plane=info,tollgate_data_plane=info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            // Both planes run in this process: one telemetry, service name `tollgate-dev`.
+            let telemetry = tollgate_telemetry::init(args.telemetry()?)?;
+            tollgate_data_plane::metrics::set_enabled(
+                telemetry.metrics_enabled() || telemetry.traces_enabled(),
+            );
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
             let mut sigterm =
@@ -48,11 +48,22 @@ async fn main() -> anyhow::Result<()> {
                 }
                 on_signal.cancel();
             });
-            tollgate_cli::dev::run(args, shutdown).await
+            let result = tollgate_cli::dev::run(args, shutdown).await;
+            if let Err(error) = telemetry.shutdown().await {
+                eprintln!("{error}");
+            }
+            result
         }
         Command::Admin(args) => tollgate_cli::admin::run(args).await,
         Command::Login(args) => tollgate_cli::login::login(args).await,
         Command::Token(args) => tollgate_cli::login::token(args).await,
         Command::Logout(args) => tollgate_cli::login::logout(args).await,
+        Command::Audit(args) => {
+            let status = tollgate_cli::audit::run(args).await;
+            if status != 0 {
+                std::process::exit(status);
+            }
+            Ok(())
+        }
     }
 }

@@ -8,6 +8,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// One JSON object per line.
+    Jsonl,
 }
 
 /// Rows with named columns.
@@ -38,6 +40,7 @@ impl Report {
             Format::Table => self.table(),
             Format::Json => self.json(),
             Format::Csv => self.csv(),
+            Format::Jsonl => self.jsonl(),
         }
     }
 
@@ -68,9 +71,8 @@ impl Report {
         out
     }
 
-    fn json(&self) -> String {
-        let rows: Vec<serde_json::Value> = self
-            .rows
+    fn json_rows(&self) -> Vec<serde_json::Value> {
+        self.rows
             .iter()
             .map(|row| {
                 let obj = self
@@ -81,7 +83,18 @@ impl Report {
                     .collect::<serde_json::Map<_, _>>();
                 serde_json::Value::Object(obj)
             })
-            .collect();
+            .collect()
+    }
+
+    fn jsonl(&self) -> String {
+        self.json_rows()
+            .iter()
+            .map(|row| format!("{row}\n"))
+            .collect()
+    }
+
+    fn json(&self) -> String {
+        let rows = self.json_rows();
         let mut s = serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".to_owned());
         s.push('\n');
         s

@@ -8,51 +8,14 @@
 // An integration-test crate: every item in it is test code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use secrecy::{ExposeSecret as _, SecretString};
-use sqlx::{Connection as _, Executor as _, PgConnection};
+use support::Db;
 use tokio_util::sync::CancellationToken;
 use tollgate_cli::admin::{AdminClient, connect, execute, parse_args};
 use tollgate_cli::report::Format;
 use tollgate_proto::v1 as pb;
-
-struct Db {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Db {
-    async fn create() -> Db {
-        let admin_url = std::env::var("TOLLGATE_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!("tollgate_cli_{}", uuid_like());
-        let mut conn = PgConnection::connect(&admin_url).await.unwrap();
-        conn.execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        let base = admin_url.rsplit_once('/').unwrap().0;
-        let url = format!("{base}/{name}");
-        Db {
-            admin_url,
-            name,
-            url,
-        }
-    }
-
-    async fn drop_database(self) {
-        let mut conn = PgConnection::connect(&self.admin_url).await.unwrap();
-        let _ = conn
-            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-            .await;
-    }
-}
-
-fn uuid_like() -> String {
-    use rand::Rng as _;
-    let n: u128 = rand::rng().random();
-    format!("{n:032x}")
-}
 
 async fn run(client: &mut AdminClient, words: &[&str], format: Format) -> anyhow::Result<String> {
     let args = parse_args(words.iter().copied()).unwrap();

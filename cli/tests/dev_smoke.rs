@@ -15,10 +15,9 @@ fn read_exports(child: &mut std::process::Child) -> (String, String) {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Keeps draining after the exports are read: a closed pipe would fail `dev`'s output.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let (mut base, mut token) = (None, None);

@@ -59,19 +59,26 @@ impl AdminService {
         &self.pool
     }
 
-    async fn authenticate(&self, metadata: &MetadataMap) -> Result<(), Status> {
+    /// Checks the call's admin key; the audit actor of the call, `admin:<key name>`. Handlers
+    /// run inside [`store::audit::with_actor`] with it (see `handle!`), so every audited
+    /// change they make is attributed to the key.
+    pub(crate) async fn authenticate(&self, metadata: &MetadataMap) -> Result<String, Status> {
         let token = bearer(metadata)
             .filter(|t| t.starts_with(ADMIN_KEY_PREFIX))
             .ok_or_else(|| {
                 Status::unauthenticated("missing admin key: send `authorization: Bearer tga_…`")
             })?;
         let hash = tollgate_policy::secret_sha256(token);
-        if store::admin_key::is_active(&self.pool, &hash).await? {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("invalid or revoked admin key"))
+        match store::admin_key::active_name(&self.pool, &hash).await? {
+            Some(name) => Ok(admin_actor(&name)),
+            None => Err(Status::unauthenticated("invalid or revoked admin key")),
         }
     }
+}
+
+/// The audit actor of an admin key.
+fn admin_actor(key_name: &str) -> String {
+    format!("admin:{key_name}")
 }
 
 /// A required, non-blank string argument.
@@ -89,17 +96,28 @@ fn optional(value: &str) -> Option<&str> {
     (!value.is_empty()).then_some(value)
 }
 
-/// Authenticates, then runs the handler with the request message.
+/// Authenticates, then runs the handler with the request message, as the key's audit actor
+/// (every transaction the handler opens with `store::audit::begin` is attributed to it).
+/// `handle!(service, request, handler)` checks the key with `service.authenticate` (an
+/// [`AdminService`]); `handle!(admin => service, request, handler)` checks it with `admin`
+/// and passes `service` to the handler.
 macro_rules! handle {
-    ($self:ident, $request:ident, $handler:path) => {{
-        $self.authenticate($request.metadata()).await?;
-        $handler($self, $request.into_inner())
+    ($self:ident, $request:ident, $handler:path) => {
+        $crate::admin::handle!($self => $self, $request, $handler)
+    };
+    ($admin:expr => $self:expr, $request:ident, $handler:path) => {{
+        let actor = $admin.authenticate($request.metadata()).await?;
+        $crate::store::audit::with_actor(actor, $handler($self, $request.into_inner()))
             .await
-            .map(Response::new)
+            .map(::tonic::Response::new)
     }};
 }
+pub(crate) use handle;
 
 type Reply<T> = Result<Response<T>, Status>;
+
+// After `handle!`, which it uses.
+pub mod audit;
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::credential::{ADMIN_KEY_PREFIX, generate_secret};
 use crate::server::StartError;
-use crate::store::{admin_key, org};
+use crate::store::{admin_key, audit, org};
 
 /// What start-up found or created.
 pub(crate) struct Bootstrap {
@@ -24,15 +24,15 @@ pub(crate) struct Bootstrap {
 
 /// Ensures the organisation and an admin key exist. A generated key is written to
 /// `admin_key_file` (mode 0600) before the transaction commits, so a key is never stored
-/// without having been handed over.
+/// without having been handed over. Audited as `system:bootstrap`.
 pub(crate) async fn run(
     pool: &PgPool,
     admin_key_file: Option<&Path>,
 ) -> Result<Bootstrap, StartError> {
-    let mut tx = pool
-        .begin()
+    let mut tx = audit::begin(pool).await.map_err(StartError::Bootstrap)?;
+    audit::set_actor(&mut tx, "system:bootstrap")
         .await
-        .map_err(|e| StartError::Bootstrap(e.into()))?;
+        .map_err(StartError::Bootstrap)?;
     org::lock_bootstrap(&mut tx)
         .await
         .map_err(StartError::Bootstrap)?;

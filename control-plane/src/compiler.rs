@@ -47,12 +47,14 @@ pub async fn compile(pool: &PgPool, secrets: &SecretsKey) -> Result<pb::Snapshot
     let settings_rows = crate::store::settings::load_policy(&mut tx).await?;
     let budget_rows = budgets::load(&mut tx).await?;
     let price_rows = crate::store::price::load(&mut tx).await?;
+    let observability = crate::store::observability::get_in(&mut tx).await?;
     tx.commit().await.map_err(StoreError::from)?;
     let mut snapshot = build(rows, chrono::Utc::now().timestamp_millis(), secrets)?;
     identity::apply(&mut snapshot, identity_rows);
     settings::apply(&mut snapshot, settings_rows);
     budgets::apply(&mut snapshot, budget_rows);
     pricing::apply(&mut snapshot, &price_rows)?;
+    snapshot.content_capture = observability.content_capture;
     validate(&snapshot)?;
     Ok(snapshot)
 }

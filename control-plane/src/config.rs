@@ -36,6 +36,19 @@ pub struct ControlPlaneConfig {
     /// Where the secrets key is read from, or generated into (mode 0600) at first start, when
     /// `secrets_key` is not given. With neither, a key lives in memory only (tests).
     pub secrets_key_file: Option<PathBuf>,
+    /// Where audit entries past their retention are archived (JSON lines) before they are
+    /// deleted. `None` never deletes any, whatever the retention setting.
+    pub audit_archive_dir: Option<PathBuf>,
+    /// The Ed25519 key (PKCS#8 PEM, created mode 0600 if missing) signing audit checkpoints;
+    /// `None` signs none.
+    pub audit_signing_key_file: Option<PathBuf>,
+    /// Period of the audit checkpointer.
+    pub audit_checkpoint_interval: Duration,
+    /// Where every checkpoint this replica signs is appended as a JSON line.
+    pub audit_checkpoint_file: Option<PathBuf>,
+    /// Where the operator listener (`/metrics`, `/healthz`, `/readyz`) listens; `None`
+    /// serves none. Port 0 picks a free port.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl ControlPlaneConfig {
@@ -62,6 +75,11 @@ impl ControlPlaneConfig {
             token_ttl: crate::identity::DEFAULT_TOKEN_TTL,
             secrets_key: None,
             secrets_key_file: None,
+            audit_archive_dir: None,
+            audit_signing_key_file: None,
+            audit_checkpoint_interval: crate::audit::DEFAULT_CHECKPOINT_INTERVAL,
+            audit_checkpoint_file: None,
+            admin_listen: None,
         }
     }
 }

@@ -8,7 +8,7 @@
 mod device;
 mod login;
 pub mod oidc;
-mod secrets;
+pub(crate) mod secrets;
 mod session;
 mod signing;
 mod token;

@@ -14,6 +14,8 @@
 //! Entry points: [`migrate`] and [`spawn`], which returns a [`ControlPlaneHandle`].
 
 pub mod admin;
+pub mod audit;
+pub mod audit_retention;
 mod bootstrap;
 pub mod compiler;
 mod config;
@@ -21,6 +23,7 @@ mod credential;
 mod error_report;
 mod http;
 pub mod identity;
+mod metrics;
 pub mod pricing;
 pub mod publisher;
 mod server;

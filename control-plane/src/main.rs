@@ -15,7 +15,12 @@ use tollgate_control_plane::ControlPlaneConfig;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Tollgate control plane: policy, snapshots, usage and admin API"
+    about = "Tollgate control plane: policy, snapshots, usage and admin API",
+    long_about = "Tollgate control plane: policy, snapshots, usage and admin API.\n\n\
+        Telemetry: OpenTelemetry export (traces, metrics, logs) is configured by the standard \
+        OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, \
+        OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME, ...; see docs/observability.md) or \
+        --otlp-endpoint; nothing is exported when none is set."
 )]
 struct Args {
     /// Postgres connection URL.
@@ -62,12 +67,43 @@ struct Args {
         default_value = "tollgate-secrets.key"
     )]
     secrets_key_file: PathBuf,
+    /// Where audit entries past their retention are archived before deletion. Unset: audit
+    /// entries are never deleted, whatever the retention setting.
+    #[arg(long, env = "TOLLGATE_AUDIT_ARCHIVE_DIR")]
+    audit_archive_dir: Option<PathBuf>,
+    /// Ed25519 private key (PKCS#8 PEM, as `openssl genpkey -algorithm ed25519` writes) signing
+    /// audit checkpoints; created (mode 0600) at first start if missing. Give every replica
+    /// the same key and hand its public key (`tollgate audit public-key`) to auditors.
+    #[arg(
+        long,
+        env = "TOLLGATE_AUDIT_SIGNING_KEY_FILE",
+        default_value = "tollgate-audit.pem"
+    )]
+    audit_signing_key_file: PathBuf,
+    /// Period of the signed audit checkpoints (written even when nothing happened).
+    #[arg(
+        long,
+        env = "TOLLGATE_AUDIT_CHECKPOINT_INTERVAL_SECS",
+        default_value_t = 300
+    )]
+    audit_checkpoint_interval_secs: u64,
+    /// Append every signed audit checkpoint to this file (JSON lines, fsynced).
+    #[arg(long, env = "TOLLGATE_AUDIT_CHECKPOINT_FILE")]
+    audit_checkpoint_file: Option<PathBuf>,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "TOLLGATE_LOG", default_value = "info")]
     log: String,
-    /// Log output format.
+    /// Log output format: `text`, or `json` (one object a line).
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Operator listener for `/metrics` (Prometheus), `/healthz` and `/readyz` (ready while
+    /// the database answers and a policy snapshot is compiled). Unset serves none.
+    #[arg(long, env = "TOLLGATE_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// OTLP collector base URL (e.g. http://otel-collector:4318); overrides
+    /// OTEL_EXPORTER_OTLP_ENDPOINT. Unset, and with no OTEL_* endpoint, nothing is exported.
+    #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Validate the settings and exit without connecting anywhere.
     #[arg(long)]
     check_config: bool,
@@ -77,6 +113,29 @@ struct Args {
 enum LogFormat {
     Text,
     Json,
+}
+
+impl From<LogFormat> for tollgate_telemetry::LogFormat {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => tollgate_telemetry::LogFormat::Text,
+            LogFormat::Json => tollgate_telemetry::LogFormat::Json,
+        }
+    }
+}
+
+/// Logging and export settings: the log flags plus the standard `OTEL_*` variables.
+fn telemetry_config(args: &Args) -> anyhow::Result<tollgate_telemetry::TelemetryConfig> {
+    let mut telemetry = tollgate_telemetry::TelemetryConfig::from_env(
+        "tollgate-control-plane",
+        args.otlp_endpoint.as_deref(),
+    )?;
+    telemetry.log_filter = args.log.clone();
+    telemetry.log_format = args.log_format.into();
+    telemetry.log_output = tollgate_telemetry::LogOutput::Stdout;
+    telemetry.prometheus = args.admin_listen.is_some();
+    telemetry.validate()?;
+    Ok(telemetry)
 }
 
 fn main() -> ExitCode {
@@ -92,13 +151,22 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(&args.log, args.log_format)?;
+    let telemetry = telemetry_config(&args)?;
     let check_config = args.check_config;
     let config = config(args)?;
     if check_config {
         println!("configuration ok");
         return Ok(());
     }
+    let telemetry = tollgate_telemetry::init(telemetry)?;
+    let result = serve(config).await;
+    if let Err(error) = telemetry.shutdown().await {
+        eprintln!("{error}");
+    }
+    result
+}
+
+async fn serve(config: ControlPlaneConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let handle = tollgate_control_plane::spawn(config, shutdown.clone())
         .await
@@ -145,21 +213,20 @@ fn config(args: Args) -> anyhow::Result<ControlPlaneConfig> {
         );
     }
     config.http_listen = args.http_listen;
+    config.admin_listen = args.admin_listen;
     config.public_url = args.public_url;
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.secrets_key = args.secrets_key.map(SecretString::from);
     config.secrets_key_file = Some(args.secrets_key_file);
+    config.audit_archive_dir = args.audit_archive_dir;
+    anyhow::ensure!(
+        args.audit_checkpoint_interval_secs > 0,
+        "--audit-checkpoint-interval-secs must be positive"
+    );
+    config.audit_signing_key_file = Some(args.audit_signing_key_file);
+    config.audit_checkpoint_interval = Duration::from_secs(args.audit_checkpoint_interval_secs);
+    config.audit_checkpoint_file = args.audit_checkpoint_file;
     Ok(config)
-}
-
-fn init_tracing(filter: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -108,10 +108,14 @@ fn is_news(event: &ListenerEvent, snapshots: &SnapshotSender) -> bool {
 
 /// Recompiles and publishes; a failure is logged and the previous snapshot stays.
 async fn refresh(source: Source<'_>, snapshots: &SnapshotSender) {
-    match compiler::compile(source.pool, source.identity.secrets()).await {
+    let started = std::time::Instant::now();
+    let compiled = compiler::compile(source.pool, source.identity.secrets()).await;
+    crate::metrics::snapshot_compiled(compiled.is_ok(), started.elapsed());
+    match compiled {
         Ok(snapshot) => {
             let version = snapshot.version;
             if publish(snapshots, snapshot) {
+                crate::metrics::snapshot_published(version);
                 info!(version, "published policy snapshot");
             }
         }

@@ -13,6 +13,7 @@ pub(crate) mod group;
 pub(crate) mod health;
 pub(crate) mod identity;
 pub(crate) mod model;
+pub(crate) mod observability;
 pub(crate) mod org;
 pub(crate) mod policy;
 pub(crate) mod price;

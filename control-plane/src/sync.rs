@@ -87,6 +87,7 @@ impl pb::sync_server::Sync for SyncService {
         let inserted = retry_aborted(|| store::usage::insert(&self.pool, &records)).await?;
         let total = records.len() as u64;
         let inserted = inserted.min(total);
+        crate::metrics::usage_ingested(inserted, total - inserted);
         Ok(Response::new(pb::UsageAck {
             inserted: u32::try_from(inserted).unwrap_or(u32::MAX),
             duplicates: u32::try_from(total - inserted).unwrap_or(u32::MAX),

@@ -96,6 +96,16 @@ pub enum AdminCommand {
     /// What was spent: by user, group, key, model, provider or day; a user's daily series.
     #[command(subcommand)]
     Spend(SpendCmd),
+    /// The tamper-evident audit log: list, export for a SIEM, signed checkpoints, retention.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Whether data planes log prompts and completions (off by default; every change is
+    /// audited).
+    #[command(name = "content-capture")]
+    ContentCapture {
+        #[arg(value_enum)]
+        state: ContentCaptureArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -463,7 +473,10 @@ pub enum KeyCmd {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct UsageArgs {
+    #[command(subcommand)]
+    pub command: Option<UsageCmd>,
     /// Start (inclusive): `YYYY-MM-DD` (UTC) or RFC 3339.
     #[arg(long)]
     pub from: Option<String>,
@@ -480,6 +493,106 @@ pub struct UsageArgs {
     pub user: Option<String>,
     #[arg(long)]
     pub model: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsageCmd {
+    /// Every request with its cost, in start order: the usage ledger as evidence.
+    ///
+    /// `--format csv` writes CSV; any other format JSON lines. Totals go to stderr.
+    ///
+    /// Example: `tollgate admin usage export --from 2026-11-01 --to 2026-12-01 --format csv
+    /// --output november.csv --reconcile`
+    Export(UsageExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UsageExportArgs {
+    /// Start (inclusive): `YYYY-MM-DD` (UTC) or RFC 3339. Default: unbounded.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (exclusive): `YYYY-MM-DD` (UTC) or RFC 3339. Default: unbounded.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Write here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also check every spend counter whose window starts in the range against the costs
+    /// charged to it (to stderr); exits non-zero when any differs.
+    #[arg(long)]
+    pub reconcile: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Entries in sequence order (seq, time, actor, action, target).
+    ///
+    /// Example: `tollgate admin audit list --action provider. --since 2026-11-01`
+    List {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Every matching entry as JSON lines, for a SIEM.
+    ///
+    /// Each line has `seq`, `at`, `actor`, `action`, `target`, `entry` (the payload parsed),
+    /// `payload` (the exact text hashed), `prev_hash` and `hash` (hex), so the copy can be
+    /// re-verified: hash = SHA-256(prev_hash || payload).
+    Export {
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// Write here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Signed checkpoints of the chain head.
+    Checkpoints,
+    /// Show how long audit entries are kept, or change it (`--days N`, `--forever`).
+    ///
+    /// Entries are deleted only by a control plane started with `--audit-archive-dir`, after
+    /// being archived there, and only up to a signed checkpoint.
+    Retention(AuditRetentionArgs),
+}
+
+#[derive(Debug, Default, Args)]
+pub struct AuditFilterArgs {
+    /// Exactly this actor, e.g. `admin:ops` or `user:ana@example.com`.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Exactly this action, or every action starting with it when it ends in `.`
+    /// (e.g. `provider.`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Targets starting with this, e.g. `provider/`.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Start (inclusive): `YYYY-MM-DD` (UTC) or RFC 3339.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End (exclusive): `YYYY-MM-DD` (UTC) or RFC 3339.
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct AuditRetentionArgs {
+    /// Archive, then delete, entries older than this many days.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500), value_name = "N")]
+    pub days: Option<u32>,
+    /// Keep entries forever (the default).
+    #[arg(long)]
+    pub forever: bool,
+}
+
+/// `content-capture on|off|status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContentCaptureArg {
+    On,
+    Off,
+    Status,
 }
 
 /// The cap's reset period (UTC; weeks start Monday 00:00).
@@ -846,6 +959,46 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn audit_and_usage_export_arguments() {
+        let AdminCommand::Usage(UsageArgs {
+            command: Some(UsageCmd::Export(e)),
+            ..
+        }) = parse(&["usage", "export", "--from", "2026-11-01", "--reconcile"])
+        else {
+            unreachable!()
+        };
+        assert_eq!((e.from.as_deref(), e.reconcile), (Some("2026-11-01"), true));
+        assert!(matches!(
+            parse(&["usage", "--by", "model"]),
+            AdminCommand::Usage(UsageArgs { command: None, .. })
+        ));
+        let args = parse_args(["usage", "export", "--format", "jsonl"]).unwrap();
+        assert_eq!(args.format, Format::Jsonl);
+        assert!(parse_args(["audit", "retention", "--days", "3", "--forever"]).is_err());
+        assert!(parse_args(["audit", "retention", "--days", "0"]).is_err());
+        assert!(matches!(
+            parse(&["audit", "retention"]),
+            AdminCommand::Audit(AuditCmd::Retention(AuditRetentionArgs {
+                days: None,
+                forever: false
+            }))
+        ));
+        assert!(parse_args(["content-capture", "maybe"]).is_err());
+        assert!(matches!(
+            parse(&["content-capture", "on"]),
+            AdminCommand::ContentCapture {
+                state: ContentCaptureArg::On
+            }
+        ));
+        let AdminCommand::Audit(AuditCmd::List { filter, limit }) =
+            parse(&["audit", "list", "--action", "provider.", "--limit", "5"])
+        else {
+            unreachable!()
+        };
+        assert_eq!((filter.action.as_deref(), limit), (Some("provider."), 5));
     }
 
     #[test]

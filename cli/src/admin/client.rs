@@ -5,7 +5,8 @@ use std::ops::{Deref, DerefMut};
 
 use anyhow::Context as _;
 use tollgate_proto::v1::{
-    admin_client, identity_admin_client, settings_admin_client, spend_admin_client,
+    admin_client, audit_admin_client, identity_admin_client, settings_admin_client,
+    spend_admin_client,
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
@@ -38,6 +39,8 @@ pub type IdentityAdminClient = identity_admin_client::IdentityAdminClient<Authed
 pub type SettingsAdminClient = settings_admin_client::SettingsAdminClient<Authed>;
 /// The `SpendAdmin` service client.
 pub type SpendAdminClient = spend_admin_client::SpendAdminClient<Authed>;
+/// The `AuditAdmin` service client.
+pub type AuditAdminClient = audit_admin_client::AuditAdminClient<Authed>;
 
 /// Clients of every admin service on one channel. Dereferences to the `Admin` client.
 #[derive(Clone)]
@@ -46,6 +49,7 @@ pub struct AdminClient {
     identity: IdentityAdminClient,
     settings: SettingsAdminClient,
     spend: SpendAdminClient,
+    audit: AuditAdminClient,
 }
 
 impl AdminClient {
@@ -66,7 +70,11 @@ impl AdminClient {
                 channel.clone(),
                 auth.clone(),
             ),
-            spend: spend_admin_client::SpendAdminClient::with_interceptor(channel, auth),
+            spend: spend_admin_client::SpendAdminClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
+            audit: audit_admin_client::AuditAdminClient::with_interceptor(channel, auth),
         })
     }
 
@@ -88,6 +96,11 @@ impl AdminClient {
     /// The `SpendAdmin` service (prices, spend caps and their settings, spend reports).
     pub fn spend(&mut self) -> &mut SpendAdminClient {
         &mut self.spend
+    }
+
+    /// The `AuditAdmin` service (audit log, observability settings, usage export).
+    pub fn audit(&mut self) -> &mut AuditAdminClient {
+        &mut self.audit
     }
 }
 

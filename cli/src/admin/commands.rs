@@ -4,16 +4,18 @@ use anyhow::{Context as _, bail};
 use tollgate_proto::v1 as pb;
 
 use super::args::{
-    AdminArgs, AdminCommand, GroupCmd, KeyCmd, ModelCmd, PrincipalCmd, UsageArgs, UserCmd,
+    AdminArgs, AdminCommand, GroupCmd, KeyCmd, ModelCmd, PrincipalCmd, UsageArgs, UsageCmd, UserCmd,
 };
 use super::client::{AdminClient, admin_key, connect};
 use super::time_arg::{format_instant, parse_duration, parse_instant};
 use crate::report::{Format, Report};
 
+mod audit;
 mod identity;
 mod providers;
 mod settings;
 mod spend;
+mod usage_export;
 
 use identity::{
     default_groups, group_mappings, identity_users, idp, sessions, set_user_disabled, signing_keys,
@@ -54,6 +56,10 @@ pub async fn execute(
             principals(client, pb::PrincipalKind::ServiceAccount, cmd).await?
         }
         AdminCommand::Keys(cmd) => return keys(client, cmd, format).await,
+        AdminCommand::Usage(UsageArgs {
+            command: Some(UsageCmd::Export(args)),
+            ..
+        }) => return usage_export::usage_export(client, args, format).await,
         AdminCommand::Usage(args) => usage(client, args).await?,
         AdminCommand::IdentityUsers => identity_users(client).await?,
         AdminCommand::Idp(cmd) => idp(client, cmd).await?,
@@ -66,6 +72,8 @@ pub async fn execute(
         AdminCommand::Budget(cmd) => return spend::budget(client, cmd, format).await,
         AdminCommand::Prices(cmd) => return spend::prices(client, cmd, format).await,
         AdminCommand::Spend(cmd) => return spend::spend(client, cmd, format).await,
+        AdminCommand::Audit(cmd) => return audit::audit(client, cmd, format).await,
+        AdminCommand::ContentCapture { state } => audit::content_capture(client, state).await?,
     };
     Ok(report.render(format))
 }

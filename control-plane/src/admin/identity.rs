@@ -11,6 +11,7 @@ use super::{AdminService, Reply, optional, required};
 use crate::error_report::Report;
 use crate::identity::oidc::CLIENT_SECRET_PURPOSE;
 use crate::identity::{Identity, IdentityError};
+use crate::store::audit::with_actor;
 use crate::store::identity::{idp, session};
 use crate::store::{group, principal};
 
@@ -326,12 +327,11 @@ impl IdentityAdminService {
     }
 }
 
-/// Authenticates, then runs the handler with the request message.
+/// Authenticates, then runs the handler with the request message as the key's audit actor.
 macro_rules! call {
     ($self:ident, $request:ident, $handler:ident) => {{
-        $self.admin.authenticate($request.metadata()).await?;
-        $self
-            .$handler($request.into_inner())
+        let actor = $self.admin.authenticate($request.metadata()).await?;
+        with_actor(actor, $self.$handler($request.into_inner()))
             .await
             .map(Response::new)
     }};

@@ -6,7 +6,7 @@ use tollgate_proto::v1::settings_admin_server::SettingsAdminServer;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{AdminService, required};
+use super::{AdminService, handle, required};
 use crate::store::settings::{self, SettingsDocumentRow, SettingsDocumentSpec};
 
 /// Larger settings documents are refused (Claude Code's own files are a few KiB).
@@ -31,8 +31,50 @@ impl pb::settings_admin_server::SettingsAdmin for SettingsAdminService {
         &self,
         request: Request<pb::CreateSettingsDocumentRequest>,
     ) -> Reply<pb::SettingsDocumentInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        let req = request.into_inner();
+        handle!(self.admin => self, request, Self::create_document)
+    }
+
+    async fn update_settings_document(
+        &self,
+        request: Request<pb::UpdateSettingsDocumentRequest>,
+    ) -> Reply<pb::SettingsDocumentInfo> {
+        handle!(self.admin => self, request, Self::update_document)
+    }
+
+    async fn list_settings_documents(
+        &self,
+        request: Request<pb::ListSettingsDocumentsRequest>,
+    ) -> Reply<pb::ListSettingsDocumentsResponse> {
+        handle!(self.admin => self, request, Self::list_documents)
+    }
+
+    async fn delete_settings_document(
+        &self,
+        request: Request<pb::DeleteSettingsDocumentRequest>,
+    ) -> Reply<pb::DeleteSettingsDocumentResponse> {
+        handle!(self.admin => self, request, Self::delete_document)
+    }
+
+    async fn set_telemetry_collector(
+        &self,
+        request: Request<pb::SetTelemetryCollectorRequest>,
+    ) -> Reply<pb::TelemetryCollectorInfo> {
+        handle!(self.admin => self, request, Self::set_collector)
+    }
+
+    async fn get_telemetry_collector(
+        &self,
+        request: Request<pb::GetTelemetryCollectorRequest>,
+    ) -> Reply<pb::TelemetryCollectorInfo> {
+        handle!(self.admin => self, request, Self::get_collector)
+    }
+}
+
+impl SettingsAdminService {
+    async fn create_document(
+        &self,
+        req: pb::CreateSettingsDocumentRequest,
+    ) -> Result<pb::SettingsDocumentInfo, Status> {
         let json = settings_json(&req.settings_json)?;
         let spec = SettingsDocumentSpec {
             name: required("name", &req.name)?.trim(),
@@ -41,15 +83,13 @@ impl pb::settings_admin_server::SettingsAdmin for SettingsAdminService {
             settings_json: &json,
         };
         let row = settings::create(&self.admin.pool, self.admin.org_id, &spec).await?;
-        Ok(Response::new(info(row)))
+        Ok(info(row))
     }
 
-    async fn update_settings_document(
+    async fn update_document(
         &self,
-        request: Request<pb::UpdateSettingsDocumentRequest>,
-    ) -> Reply<pb::SettingsDocumentInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        let req = request.into_inner();
+        req: pb::UpdateSettingsDocumentRequest,
+    ) -> Result<pb::SettingsDocumentInfo, Status> {
         let id = document_id(&req.id)?;
         let json = settings_json(&req.settings_json)?;
         let spec = SettingsDocumentSpec {
@@ -59,51 +99,45 @@ impl pb::settings_admin_server::SettingsAdmin for SettingsAdminService {
             settings_json: &json,
         };
         let row = settings::update(&self.admin.pool, self.admin.org_id, id, &spec).await?;
-        Ok(Response::new(info(row)))
+        Ok(info(row))
     }
 
-    async fn list_settings_documents(
+    async fn list_documents(
         &self,
-        request: Request<pb::ListSettingsDocumentsRequest>,
-    ) -> Reply<pb::ListSettingsDocumentsResponse> {
-        self.admin.authenticate(request.metadata()).await?;
+        _: pb::ListSettingsDocumentsRequest,
+    ) -> Result<pb::ListSettingsDocumentsResponse, Status> {
         let documents = settings::list(&self.admin.pool)
             .await?
             .into_iter()
             .map(info)
             .collect();
-        Ok(Response::new(pb::ListSettingsDocumentsResponse {
-            documents,
-        }))
+        Ok(pb::ListSettingsDocumentsResponse { documents })
     }
 
-    async fn delete_settings_document(
+    async fn delete_document(
         &self,
-        request: Request<pb::DeleteSettingsDocumentRequest>,
-    ) -> Reply<pb::DeleteSettingsDocumentResponse> {
-        self.admin.authenticate(request.metadata()).await?;
-        let id = document_id(&request.get_ref().id)?;
+        req: pb::DeleteSettingsDocumentRequest,
+    ) -> Result<pb::DeleteSettingsDocumentResponse, Status> {
+        let id = document_id(&req.id)?;
         settings::delete(&self.admin.pool, id).await?;
-        Ok(Response::new(pb::DeleteSettingsDocumentResponse {}))
+        Ok(pb::DeleteSettingsDocumentResponse {})
     }
 
-    async fn set_telemetry_collector(
+    async fn set_collector(
         &self,
-        request: Request<pb::SetTelemetryCollectorRequest>,
-    ) -> Reply<pb::TelemetryCollectorInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        let url = collector_url(&request.get_ref().url)?;
+        req: pb::SetTelemetryCollectorRequest,
+    ) -> Result<pb::TelemetryCollectorInfo, Status> {
+        let url = collector_url(&req.url)?;
         settings::set_telemetry_collector(&self.admin.pool, &url).await?;
-        Ok(Response::new(pb::TelemetryCollectorInfo { url }))
+        Ok(pb::TelemetryCollectorInfo { url })
     }
 
-    async fn get_telemetry_collector(
+    async fn get_collector(
         &self,
-        request: Request<pb::GetTelemetryCollectorRequest>,
-    ) -> Reply<pb::TelemetryCollectorInfo> {
-        self.admin.authenticate(request.metadata()).await?;
+        _: pb::GetTelemetryCollectorRequest,
+    ) -> Result<pb::TelemetryCollectorInfo, Status> {
         let url = settings::telemetry_collector(&self.admin.pool).await?;
-        Ok(Response::new(pb::TelemetryCollectorInfo { url }))
+        Ok(pb::TelemetryCollectorInfo { url })
     }
 }
 

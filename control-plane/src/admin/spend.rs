@@ -10,7 +10,7 @@ use tollgate_proto::v1 as pb;
 use tollgate_proto::v1::spend_admin_server::SpendAdminServer;
 use tonic::{Request, Response, Status};
 
-use super::AdminService;
+use super::{AdminService, handle};
 use crate::identity::Identity;
 
 /// The `SpendAdmin` service, sharing `Admin`'s pool, organisation and key check; the
@@ -34,126 +34,87 @@ impl pb::spend_admin_server::SpendAdmin for SpendAdminService {
         &self,
         request: Request<pb::ListPricesRequest>,
     ) -> Reply<pb::ListPricesResponse> {
-        self.admin.authenticate(request.metadata()).await?;
-        prices::list_prices(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, prices::list_prices)
     }
 
     async fn set_model_price(
         &self,
         request: Request<pb::SetModelPriceRequest>,
     ) -> Reply<pb::PriceInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        prices::set_model_price(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, prices::set_model_price)
     }
 
     async fn delete_model_price(
         &self,
         request: Request<pb::DeleteModelPriceRequest>,
     ) -> Reply<pb::DeleteModelPriceResponse> {
-        self.admin.authenticate(request.metadata()).await?;
-        prices::delete_model_price(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, prices::delete_model_price)
     }
 
     async fn set_price_fallback(
         &self,
         request: Request<pb::SetPriceFallbackRequest>,
     ) -> Reply<pb::PriceFallbackInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        prices::set_price_fallback(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, prices::set_price_fallback)
     }
 
     async fn get_price_fallback(
         &self,
         request: Request<pb::GetPriceFallbackRequest>,
     ) -> Reply<pb::PriceFallbackInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        prices::get_price_fallback(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, prices::get_price_fallback)
     }
 
     async fn set_provider_multiplier(
         &self,
         request: Request<pb::SetProviderMultiplierRequest>,
     ) -> Reply<pb::ProviderMultiplierInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        prices::set_provider_multiplier(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, prices::set_provider_multiplier)
     }
 
     async fn set_budget(&self, request: Request<pb::SetBudgetRequest>) -> Reply<pb::BudgetInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        budgets::set_budget(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, budgets::set_budget)
     }
 
     async fn list_budgets(
         &self,
         request: Request<pb::ListBudgetsRequest>,
     ) -> Reply<pb::ListBudgetsResponse> {
-        self.admin.authenticate(request.metadata()).await?;
-        budgets::list_budgets(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, budgets::list_budgets)
     }
 
     async fn delete_budget(
         &self,
         request: Request<pb::DeleteBudgetRequest>,
     ) -> Reply<pb::DeleteBudgetResponse> {
-        self.admin.authenticate(request.metadata()).await?;
-        budgets::delete_budget(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, budgets::delete_budget)
     }
 
     async fn explain_budget(
         &self,
         request: Request<pb::ExplainBudgetRequest>,
     ) -> Reply<pb::ExplainBudgetResponse> {
-        self.admin.authenticate(request.metadata()).await?;
-        budgets::explain_budget(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, budgets::explain_budget)
     }
 
     async fn get_budget_settings(
         &self,
         request: Request<pb::GetBudgetSettingsRequest>,
     ) -> Reply<pb::BudgetSettingsInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        budgets::get_budget_settings(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, budgets::get_budget_settings)
     }
 
     async fn set_budget_settings(
         &self,
         request: Request<pb::SetBudgetSettingsRequest>,
     ) -> Reply<pb::BudgetSettingsInfo> {
-        self.admin.authenticate(request.metadata()).await?;
-        budgets::set_budget_settings(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, budgets::set_budget_settings)
     }
 
     async fn spend_report(
         &self,
         request: Request<pb::SpendReportRequest>,
     ) -> Reply<pb::SpendReportResponse> {
-        self.admin.authenticate(request.metadata()).await?;
-        reports::spend_report(self, request.into_inner())
-            .await
-            .map(Response::new)
+        handle!(self.admin => self, request, reports::spend_report)
     }
 }

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::{DEVICE_CODE_PREFIX, Identity, IdentityError, OAuthError, SignedInUser, TokenSet};
 use crate::credential::generate_secret;
-use crate::store::StoreError;
 use crate::store::identity::{device_code, idp, session};
+use crate::store::{StoreError, audit};
 
 /// RFC 8628 §6.1: 20 consonants, no vowels (no words), no look-alikes.
 const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
@@ -210,7 +210,8 @@ impl Identity {
         device_id: Uuid,
         user: &SignedInUser,
     ) -> Result<bool, IdentityError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = audit::begin(self.pool()).await?;
+        audit::set_actor(&mut tx, &super::session::user_actor(&user.email)).await?;
         let Some(row) = device_code::lock_by_id(&mut tx, device_id).await? else {
             return Ok(false);
         };

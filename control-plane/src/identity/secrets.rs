@@ -61,7 +61,7 @@ impl SecretsKey {
         }
         let key = SecretsKey::generate();
         let encoded = SecretString::from(STANDARD.encode(key.0.expose_secret()));
-        write_new_file(path, &encoded)
+        write_new_file(path, encoded.expose_secret().as_bytes())
             .await
             .map_err(SecretsError::File)?;
         Ok(key)
@@ -106,7 +106,7 @@ impl SecretsKey {
 }
 
 /// Creates `path` (and its parent directories) readable by its owner only; fails if it exists.
-async fn write_new_file(path: &Path, contents: &SecretString) -> io::Result<()> {
+pub(crate) async fn write_new_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         tokio::fs::create_dir_all(dir).await?;
     }
@@ -115,7 +115,7 @@ async fn write_new_file(path: &Path, contents: &SecretString) -> io::Result<()> 
     #[cfg(unix)]
     options.mode(0o600);
     let mut file = options.open(path).await?;
-    file.write_all(contents.expose_secret().as_bytes()).await?;
+    file.write_all(contents).await?;
     file.sync_all().await
 }
 

@@ -12,10 +12,17 @@ use super::{
     signing, token,
 };
 use crate::credential::generate_secret;
-use crate::store::StoreError;
 use crate::store::identity::{idp, session};
+use crate::store::{StoreError, audit};
 
 const IDP_TOKENS_PURPOSE: &str = "tollgate idp tokens";
+/// Who revokes a session the IdP no longer vouches for (audit actor).
+const IDP_RECHECK_ACTOR: &str = "system:idp-recheck";
+
+/// The audit actor of a signed-in user.
+pub(crate) fn user_actor(email: &str) -> String {
+    format!("user:{email}")
+}
 
 impl Identity {
     pub(crate) fn seal_idp_tokens(&self, tokens: &IdpTokens) -> Result<Vec<u8>, IdentityError> {
@@ -29,12 +36,14 @@ impl Identity {
         Ok(serde_json::from_slice(&bytes)?)
     }
 
-    /// Mints an access token and a new refresh token for a live session.
+    /// Mints an access token and a new refresh token for a live session, in the caller's
+    /// transaction (whose audited changes are then the session user's).
     pub(crate) async fn issue_tokens(
         &self,
         conn: &mut PgConnection,
         session: &session::SessionRow,
     ) -> Result<TokenSet, IdentityError> {
+        audit::set_actor(conn, &user_actor(&session.email)).await?;
         let (kid, key) = signing::current(conn, self.secrets()).await?;
         let settings = self.settings();
         let now = chrono::Utc::now();
@@ -74,6 +83,7 @@ impl Identity {
             return Err(REFUSED);
         };
         if used {
+            audit::set_actor(&mut tx, "system:refresh-reuse").await?;
             session::revoke(&mut tx, session_id, "refresh_token_reuse").await?;
             tx.commit().await.map_err(StoreError::from)?;
             warn!(%session_id, "refresh token reused; session revoked");
@@ -92,6 +102,7 @@ impl Identity {
             let config = idp::get(self.pool()).await?;
             let Some(config) = config else {
                 // The IdP was removed: nobody vouches for the user any more.
+                audit::set_actor(&mut tx, IDP_RECHECK_ACTOR).await?;
                 session::revoke(&mut tx, session_id, "idp_removed").await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 return Err(REFUSED);
@@ -124,6 +135,7 @@ impl Identity {
                 }
                 Err(RecheckError::Rejected(why)) => {
                     info!(%session_id, %why, "the IdP no longer vouches for the user; session revoked");
+                    audit::set_actor(&mut tx, IDP_RECHECK_ACTOR).await?;
                     session::revoke(&mut tx, session_id, "idp_rejected").await?;
                     tx.commit().await.map_err(StoreError::from)?;
                     return Err(REFUSED);
@@ -139,30 +151,38 @@ impl Identity {
         Ok(tokens)
     }
 
-    /// RFC 7009: revokes the session of an access or refresh token. Unknown tokens are not an
-    /// error (the endpoint answers 200 regardless).
+    /// RFC 7009: revokes the session of an access or refresh token, as the session's user.
+    /// Unknown tokens are not an error (the endpoint answers 200 regardless).
     pub async fn revoke_token(&self, token: &str) -> Result<(), IdentityError> {
-        let mut conn = self.pool().acquire().await?;
+        let mut tx = audit::begin(self.pool()).await?;
         let session_id = if token.starts_with(REFRESH_TOKEN_PREFIX) {
             let hash = tollgate_policy::secret_sha256(token);
-            session::lock_refresh_token(&mut conn, &hash)
+            session::lock_refresh_token(&mut tx, &hash)
                 .await?
                 .map(|(sid, _)| sid)
-        } else if signing::signature_is_valid(&mut conn, token).await? {
+        } else if signing::signature_is_valid(&mut tx, token).await? {
             token::unverified_sid(token).and_then(|s| Uuid::parse_str(&s).ok())
         } else {
             None
         };
-        if let Some(session_id) = session_id {
-            session::revoke(&mut conn, session_id, "client_revoked").await?;
+        let Some(session_id) = session_id else {
+            return Ok(());
+        };
+        if let Some(session) = session::get(&mut tx, session_id).await? {
+            audit::set_actor(&mut tx, &user_actor(&session.email)).await?;
+            session::revoke(&mut tx, session_id, "client_revoked").await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Admin revocation of a session; whether it exists.
+    /// Admin revocation of a session (audited as the admin of the current call); whether it
+    /// exists.
     pub async fn revoke_session(&self, session_id: Uuid) -> Result<bool, IdentityError> {
-        let mut conn = self.pool().acquire().await?;
-        Ok(session::revoke(&mut conn, session_id, "admin_revoked").await?)
+        let mut tx = audit::begin(self.pool()).await?;
+        let found = session::revoke(&mut tx, session_id, "admin_revoked").await?;
+        tx.commit().await?;
+        Ok(found)
     }
 
     /// Disables or enables a user; disabling also revokes the user's sessions. Whether the
@@ -172,7 +192,7 @@ impl Identity {
         principal_id: Uuid,
         disabled: bool,
     ) -> Result<bool, IdentityError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = audit::begin(self.pool()).await?;
         let found = idp::set_disabled(&mut tx, principal_id, disabled).await?;
         if found && disabled {
             session::revoke_all_of(&mut tx, principal_id, "user_disabled").await?;

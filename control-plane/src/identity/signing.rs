@@ -10,6 +10,7 @@ use rand::RngCore;
 use sqlx::{PgConnection, PgPool};
 
 use super::{IdentityError, SecretsKey, token};
+use crate::store::audit;
 use crate::store::identity::{self as store, signing_key};
 
 const PURPOSE: &str = "tollgate signing key";
@@ -19,14 +20,15 @@ const OVERLAP_MARGIN: Duration = Duration::from_secs(120);
 /// Generates the first key when none is active (replicas starting together agree), and checks
 /// that the active key opens with `secrets`. When it does not: with `replace_unreadable`
 /// (an in-memory secrets key, so nothing else could read it either) the key is rotated out,
-/// else start-up fails rather than failing every sign-in later.
+/// else start-up fails rather than failing every sign-in later. Audited as `system:startup`.
 pub async fn ensure_key(
     pool: &PgPool,
     secrets: &SecretsKey,
     replace_unreadable: bool,
     token_ttl: Duration,
 ) -> Result<(), IdentityError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
+    audit::set_actor(&mut tx, "system:startup").await?;
     store::lock_signing_keys(&mut tx).await?;
     match signing_key::current_in(&mut tx).await? {
         None => {
@@ -49,6 +51,7 @@ pub async fn ensure_key(
 }
 
 /// Retires the active key (published for another token lifetime) and activates a new one.
+/// Audited as the admin of the current call, else as `system:key-rotation`.
 pub async fn rotate(
     pool: &PgPool,
     secrets: &SecretsKey,
@@ -56,7 +59,10 @@ pub async fn rotate(
 ) -> Result<String, IdentityError> {
     let overlap = chrono::Duration::from_std(token_ttl + OVERLAP_MARGIN)
         .unwrap_or_else(|_| chrono::Duration::hours(2));
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
+    if audit::current_actor().is_none() {
+        audit::set_actor(&mut tx, "system:key-rotation").await?;
+    }
     store::lock_signing_keys(&mut tx).await?;
     signing_key::retire_active(&mut tx, chrono::Utc::now() + overlap).await?;
     let kid = insert_new(&mut tx, secrets).await?;

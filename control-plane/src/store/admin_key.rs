@@ -30,13 +30,16 @@ pub async fn insert(
     Ok(id)
 }
 
-/// Whether a presented secret's hash belongs to an unrevoked admin key. Checked on every
-/// admin call (one indexed lookup), so a revocation takes effect immediately.
-pub async fn is_active(pool: &PgPool, secret_sha256: &[u8; 32]) -> Result<bool, StoreError> {
+/// The name of the unrevoked admin key a presented secret's hash belongs to, if any. Checked
+/// on every admin call (one indexed lookup), so a revocation takes effect immediately.
+pub async fn active_name(
+    pool: &PgPool,
+    secret_sha256: &[u8; 32],
+) -> Result<Option<String>, StoreError> {
     Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM admin_keys WHERE secret_sha256 = $1 AND revoked_at IS NULL)",
+        "SELECT name FROM admin_keys WHERE secret_sha256 = $1 AND revoked_at IS NULL LIMIT 1",
     )
     .bind(secret_sha256.as_slice())
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await?)
 }

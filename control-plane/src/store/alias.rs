@@ -3,7 +3,7 @@
 
 use sqlx::{PgConnection, PgPool};
 
-use super::StoreError;
+use super::{StoreError, audit};
 
 /// Serialises alias writes and model creations (arbitrary constant key).
 const CATALOGUE_NAMES_LOCK: i64 = 0x7467_616c_6961_7331;
@@ -41,7 +41,7 @@ pub(super) async fn check_not_alias(conn: &mut PgConnection, id: &str) -> Result
 
 /// Points `alias` at `model` (creating or replacing it).
 pub async fn set(pool: &PgPool, alias: &str, model: &str) -> Result<AliasRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     lock_names(&mut tx).await?;
     let exists = |id: &str| {
         sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM models WHERE id = $1)")
@@ -85,13 +85,15 @@ pub async fn load(conn: &mut PgConnection) -> Result<Vec<AliasRow>, StoreError> 
 }
 
 pub async fn delete(pool: &PgPool, alias: &str) -> Result<(), StoreError> {
+    let mut tx = audit::begin(pool).await?;
     let deleted = sqlx::query("DELETE FROM model_aliases WHERE alias = $1")
         .bind(alias)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
     if deleted == 0 {
         return Err(StoreError::NotFound(format!("alias `{alias}` not found")));
     }
+    tx.commit().await?;
     Ok(())
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{StoreError, principal};
+use super::{StoreError, audit, principal};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApiKeyRow {
@@ -37,7 +37,7 @@ pub async fn create(
     org_id: Uuid,
     new: &NewApiKey<'_>,
 ) -> Result<ApiKeyRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let principal_id = principal::resolve(&mut tx, org_id, new.principal).await?;
     let id = Uuid::now_v7();
     sqlx::query(
@@ -83,7 +83,7 @@ pub async fn list(
 
 /// Revokes a key (idempotent: a revoked key keeps its first revocation time).
 pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<ApiKeyRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let updated =
         sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
             .bind(id)

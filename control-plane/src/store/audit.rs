@@ -9,6 +9,8 @@
 //! with [`set_actor`] (`user:<email>` at sign-in, `system:<task>` for background work). A change
 //! made with plain SQL is attributed to the database user (`db:<user>`).
 
+pub mod query;
+
 use std::future::Future;
 
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -58,13 +60,13 @@ pub async fn append(
     target: &str,
     details: &serde_json::Value,
 ) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT tollgate_audit_append($1, $2, $3, NULL, NULL, $4::jsonb)",
+    Ok(
+        sqlx::query_scalar("SELECT tollgate_audit_append($1, $2, $3, NULL, NULL, $4::jsonb)")
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(details.to_string())
+            .fetch_one(conn)
+            .await?,
     )
-    .bind(actor)
-    .bind(action)
-    .bind(target)
-    .bind(details.to_string())
-    .fetch_one(conn)
-    .await?)
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{StoreError, parse_uuid};
+use super::{StoreError, audit, parse_uuid};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GroupRow {
@@ -31,7 +31,7 @@ pub async fn create(
     name: &str,
     allowed_models: &[String],
 ) -> Result<GroupRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let id = Uuid::now_v7();
     sqlx::query("INSERT INTO groups (id, org_id, name) VALUES ($1, $2, $3)")
         .bind(id)
@@ -52,7 +52,7 @@ pub async fn list(pool: &PgPool, org_id: Uuid) -> Result<Vec<GroupRow>, StoreErr
 
 /// Deletes a group (name or id); its memberships and grants go with it.
 pub async fn delete(pool: &PgPool, org_id: Uuid, group: &str) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let id = resolve(&mut tx, org_id, group)
         .await?
         .ok_or_else(|| not_found(group))?;
@@ -71,7 +71,7 @@ pub async fn set_models(
     group: &str,
     allowed_models: &[String],
 ) -> Result<GroupRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let id = resolve(&mut tx, org_id, group)
         .await?
         .ok_or_else(|| not_found(group))?;

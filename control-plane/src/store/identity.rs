@@ -9,7 +9,7 @@ pub(crate) mod signing_key;
 
 use sqlx::PgConnection;
 
-use super::StoreError;
+use super::{StoreError, audit};
 
 /// Serialises first-start key generation and rotations across replicas (transaction scoped).
 pub async fn lock_signing_keys(conn: &mut PgConnection) -> Result<(), StoreError> {
@@ -20,12 +20,14 @@ pub async fn lock_signing_keys(conn: &mut PgConnection) -> Result<(), StoreError
 }
 
 /// Records the `iss`/`aud` this control plane signs tokens with (a no-op when unchanged, so
-/// restarts do not bump the policy version).
+/// restarts do not bump the policy version). Run at start: audited as `system:startup`.
 pub async fn set_token_settings(
     pool: &sqlx::PgPool,
     issuer: &str,
     audience: &str,
 ) -> Result<(), StoreError> {
+    let mut tx = audit::begin(pool).await?;
+    audit::set_actor(&mut tx, "system:startup").await?;
     sqlx::query(
         "INSERT INTO token_settings (singleton, issuer, audience) VALUES (true, $1, $2) \
          ON CONFLICT (singleton) DO UPDATE SET issuer = $1, audience = $2 \
@@ -33,7 +35,8 @@ pub async fn set_token_settings(
     )
     .bind(issuer)
     .bind(audience)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::{StoreError, alias};
+use super::{StoreError, alias, audit};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ModelRow {
@@ -23,7 +23,7 @@ pub async fn upsert(
     display_name: &str,
     max_input_tokens: i32,
 ) -> Result<ModelRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     alias::lock_names(&mut tx).await?;
     alias::check_not_alias(&mut tx, id).await?;
     let sql = format!(
@@ -48,13 +48,15 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ModelRow>, StoreError> {
 
 /// Deletes a model and its route. Groups that allowed it keep the id (it may come back).
 pub async fn delete(pool: &PgPool, id: &str) -> Result<(), StoreError> {
+    let mut tx = audit::begin(pool).await?;
     let deleted = sqlx::query("DELETE FROM models WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
     if deleted == 0 {
         return Err(StoreError::NotFound(format!("model `{id}` not found")));
     }
+    tx.commit().await?;
     Ok(())
 }

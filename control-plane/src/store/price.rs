@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use tollgate_policy::PriceRates;
 use uuid::Uuid;
 
-use super::{StoreError, provider};
+use super::{StoreError, audit, provider};
 use crate::pricing::{Fallback, PriceOverride, ProviderPricing};
 
 /// One `model_price_overrides` row.
@@ -168,7 +168,8 @@ pub async fn upsert_override(pool: &PgPool, o: &PriceOverride) -> Result<Overrid
          source = EXCLUDED.source, updated_at = now() \
          RETURNING {OVERRIDE_COLUMNS}"
     );
-    Ok(sqlx::query_as(&sql)
+    let mut tx = audit::begin(pool).await?;
+    let row = sqlx::query_as(&sql)
         .bind(&o.model)
         .bind(db_amount(o.base.input)?)
         .bind(db_amount(o.base.output)?)
@@ -182,16 +183,20 @@ pub async fn upsert_override(pool: &PgPool, o: &PriceOverride) -> Result<Overrid
         .bind(db_amount(lc.cache_write_1h)?)
         .bind(db_amount(lc.cache_read)?)
         .bind(&o.source)
-        .fetch_one(pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 /// Removes the override of `model`; `false` when there was none.
 pub async fn delete_override(pool: &PgPool, model: &str) -> Result<bool, StoreError> {
+    let mut tx = audit::begin(pool).await?;
     let done = sqlx::query("DELETE FROM model_price_overrides WHERE model = $1")
         .bind(model)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -217,6 +222,7 @@ pub async fn set_fallback(pool: &PgPool, fallback: &Fallback) -> Result<(), Stor
         Fallback::Fixed(rates) => *rates,
         Fallback::MostExpensive | Fallback::Refuse => PriceRates::default(),
     };
+    let mut tx = audit::begin(pool).await?;
     sqlx::query(
         "INSERT INTO price_fallback (singleton, rule, input, output, cache_write_5m, \
          cache_write_1h, cache_read) VALUES (true, $1, $2, $3, $4, $5, $6) \
@@ -231,8 +237,9 @@ pub async fn set_fallback(pool: &PgPool, fallback: &Fallback) -> Result<(), Stor
     .bind(db_amount(rates.cache_write_5m)?)
     .bind(db_amount(rates.cache_write_1h)?)
     .bind(db_amount(rates.cache_read)?)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -246,7 +253,7 @@ pub async fn set_provider_multiplier(
         .map(i32::try_from)
         .transpose()
         .map_err(|_| StoreError::InvalidArgument("the multiplier is too large".to_owned()))?;
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let id = provider::resolve(&mut tx, provider_ref)
         .await?
         .ok_or_else(|| provider::not_found(provider_ref))?;

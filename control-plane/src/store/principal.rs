@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{StoreError, group, parse_uuid};
+use super::{StoreError, audit, group, parse_uuid};
 
 /// A principal with the names of its groups.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -39,7 +39,7 @@ pub async fn create(
     org_id: Uuid,
     new: &NewPrincipal<'_>,
 ) -> Result<PrincipalRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let group_ids = group::resolve_all(&mut tx, org_id, new.groups).await?;
     let id = Uuid::now_v7();
     sqlx::query(
@@ -81,7 +81,7 @@ pub async fn set_groups(
     principal: &str,
     groups: &[String],
 ) -> Result<PrincipalRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let id = resolve(&mut tx, org_id, principal).await?;
     let group_ids = group::resolve_all(&mut tx, org_id, groups).await?;
     sqlx::query("DELETE FROM group_members WHERE principal_id = $1")

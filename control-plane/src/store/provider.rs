@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 pub use config::{Credential, Credentials, Settings, StoredSecret, TimeoutsJson};
 
-use super::{StoreError, parse_uuid};
+use super::{StoreError, audit, parse_uuid};
 use crate::identity::SecretsKey;
 
 /// Associated data of sealed provider credentials.
@@ -96,15 +96,18 @@ pub async fn create(
         "INSERT INTO providers (id, name, kind, base_url, config, credentials) \
          VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING {COLUMNS}"
     );
-    Ok(sqlx::query_as(&sql)
+    let mut tx = audit::begin(pool).await?;
+    let row = sqlx::query_as(&sql)
         .bind(Uuid::now_v7())
         .bind(new.name)
         .bind(new.kind)
         .bind(new.base_url)
         .bind(new.settings.to_json())
         .bind(seal_credentials(key, new.credentials))
-        .fetch_one(pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 /// The new state of a provider being updated, computed from its current row and credentials
@@ -126,7 +129,7 @@ pub async fn update<F>(
 where
     F: FnOnce(&ProviderRow, Option<Credentials>) -> Result<Update, StoreError>,
 {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let id = resolve(&mut tx, provider)
         .await?
         .ok_or_else(|| not_found(provider))?;
@@ -168,7 +171,7 @@ pub async fn load(conn: &mut PgConnection) -> Result<Vec<ProviderRow>, StoreErro
 
 /// Deletes a provider by name or id. A provider still used by a route cannot be deleted.
 pub async fn delete(pool: &PgPool, provider: &str) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let id = resolve(&mut tx, provider)
         .await?
         .ok_or_else(|| not_found(provider))?;
@@ -182,9 +185,11 @@ pub async fn delete(pool: &PgPool, provider: &str) -> Result<(), StoreError> {
 
 /// Moves plaintext `providers.api_key` values (written before credentials were sealed) into
 /// the sealed credentials and blanks the column. Idempotent and safe when replicas start
-/// together (rows are locked; a blanked row no longer matches). Returns how many moved.
+/// together (rows are locked; a blanked row no longer matches). Returns how many moved. Run at
+/// start: audited as `system:startup`.
 pub async fn seal_legacy_api_keys(pool: &PgPool, key: &SecretsKey) -> Result<u64, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
+    audit::set_actor(&mut tx, "system:startup").await?;
     let rows: Vec<(Uuid, String, String, Option<Vec<u8>>)> = sqlx::query_as(
         "SELECT id, name, api_key, credentials FROM providers WHERE api_key <> '' \
          ORDER BY id FOR UPDATE",

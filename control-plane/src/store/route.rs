@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::provider::TimeoutsJson;
-use super::{StoreError, provider};
+use super::{StoreError, audit, provider};
 
 /// One target of a route, with its provider's name for display.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -57,7 +57,7 @@ pub async fn set(
     model: &str,
     targets: &[TargetSpec<'_>],
 ) -> Result<Vec<RouteTargetRow>, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let model_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM models WHERE id = $1)")
             .bind(model)

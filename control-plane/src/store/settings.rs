@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{StoreError, group};
+use super::{StoreError, audit, group};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SettingsDocumentRow {
@@ -48,7 +48,7 @@ pub async fn create(
     org_id: Uuid,
     spec: &SettingsDocumentSpec<'_>,
 ) -> Result<SettingsDocumentRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let id = Uuid::now_v7();
     let groups = resolve_groups(&mut tx, org_id, spec.groups).await?;
     sqlx::query(
@@ -73,7 +73,7 @@ pub async fn update(
     id: Uuid,
     spec: &SettingsDocumentSpec<'_>,
 ) -> Result<SettingsDocumentRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let groups = resolve_groups(&mut tx, org_id, spec.groups).await?;
     let updated = sqlx::query(
         "UPDATE settings_documents SET name = $2, priority = $3, settings = $4::jsonb, \
@@ -104,25 +104,29 @@ pub async fn list(pool: &PgPool) -> Result<Vec<SettingsDocumentRow>, StoreError>
 }
 
 pub async fn delete(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
+    let mut tx = audit::begin(pool).await?;
     let deleted = sqlx::query("DELETE FROM settings_documents WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     if deleted.rows_affected() == 0 {
         return Err(not_found(id));
     }
+    tx.commit().await?;
     Ok(())
 }
 
 /// Sets the OTLP/HTTP collector base URL (empty = off).
 pub async fn set_telemetry_collector(pool: &PgPool, url: &str) -> Result<(), StoreError> {
+    let mut tx = audit::begin(pool).await?;
     sqlx::query(
         "INSERT INTO telemetry_settings (singleton, collector_url) VALUES (true, $1) \
          ON CONFLICT (singleton) DO UPDATE SET collector_url = EXCLUDED.collector_url",
     )
     .bind(url)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

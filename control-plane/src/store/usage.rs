@@ -1,5 +1,6 @@
 //! Usage records: idempotent ingest keyed by the data plane's request id, and aggregation.
 
+pub mod export;
 mod query;
 
 use std::collections::HashSet;

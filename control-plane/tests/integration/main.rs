@@ -11,6 +11,10 @@
 )]
 
 mod admin;
+mod admin_listener;
+mod audit;
+mod audit_admin;
+mod audit_tamper;
 mod bootstrap;
 mod identity;
 mod identity_oidc;
@@ -23,3 +27,4 @@ mod spend;
 mod support;
 mod sync;
 mod usage;
+mod usage_export;

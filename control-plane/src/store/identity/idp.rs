@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, audit};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IdpConfigRow {
@@ -30,6 +30,7 @@ pub async fn get(pool: &PgPool) -> Result<Option<IdpConfigRow>, StoreError> {
 
 /// Replaces the configuration; `client_secret_enc: None` keeps the stored secret.
 pub async fn set(pool: &PgPool, row: &IdpConfigRow) -> Result<(), StoreError> {
+    let mut tx = audit::begin(pool).await?;
     sqlx::query(
         "INSERT INTO idp_config (singleton, issuer_url, client_id, client_secret_enc, scopes, \
          groups_claim, email_claim, allowed_email_domains, clock_skew_secs, updated_at) \
@@ -47,8 +48,9 @@ pub async fn set(pool: &PgPool, row: &IdpConfigRow) -> Result<(), StoreError> {
     .bind(&row.email_claim)
     .bind(&row.allowed_email_domains)
     .bind(row.clock_skew_secs)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -90,7 +92,7 @@ pub async fn set_mapping(
     idp_group: &str,
     group_ids: &[Uuid],
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     sqlx::query("DELETE FROM idp_group_mappings WHERE idp_group = $1")
         .bind(idp_group)
         .execute(&mut *tx)
@@ -107,7 +109,7 @@ pub async fn set_mapping(
 }
 
 pub async fn set_default_groups(pool: &PgPool, group_ids: &[Uuid]) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     sqlx::query("DELETE FROM org_default_groups")
         .execute(&mut *tx)
         .await?;

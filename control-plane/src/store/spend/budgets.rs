@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::store::{StoreError, group, parse_uuid, principal};
+use crate::store::{StoreError, audit, group, parse_uuid, principal};
 
 /// A stored budget with the human name of what it applies to.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -71,7 +71,7 @@ pub async fn set(
             "limit_micro_usd is out of range".to_owned(),
         ));
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     let (group_id, principal_id, api_key_id) =
         resolve_target(&mut tx, org_id, spec.scope, spec.scope_ref.trim()).await?;
     let id: Uuid = sqlx::query_scalar(
@@ -142,14 +142,16 @@ pub async fn get_many_locked(
 /// Deletes a budget and (by cascade) its counters, leases and alerts; the charges recorded
 /// against it stay with the usage records.
 pub async fn delete(pool: &PgPool, id: Uuid) -> Result<(), StoreError> {
+    let mut tx = audit::begin(pool).await?;
     let deleted = sqlx::query("DELETE FROM budgets WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
     if deleted == 0 {
         return Err(StoreError::NotFound(format!("budget {id} not found")));
     }
+    tx.commit().await?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use sqlx::{PgConnection, PgPool};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, audit};
 
 /// The stored settings. The webhook secret stays sealed (see `SecretsKey`).
 #[derive(Clone, sqlx::FromRow)]
@@ -75,7 +75,7 @@ pub async fn get(conn: &mut PgConnection) -> Result<BudgetSettingsRow, StoreErro
 /// Applies `change` in one transaction and returns the result. Out-of-range values are
 /// `InvalidArgument` (by the table's checks).
 pub async fn set(pool: &PgPool, change: SettingsChange) -> Result<BudgetSettingsRow, StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = audit::begin(pool).await?;
     sqlx::query("INSERT INTO budget_settings (singleton) VALUES (true) ON CONFLICT DO NOTHING")
         .execute(&mut *tx)
         .await?;
