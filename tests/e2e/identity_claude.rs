@@ -1,59 +1,22 @@
 //! The real `claude` CLI in base-URL mode with `tollgate token` as its `apiKeyHelper`, on a
 //! machine signed in with the device flow, and the `tollgate login`/`token`/`logout` binary
-//! against the real gateway. The binary comes from `cargo build --bin tollgate`, run once by the
-//! tests (quick when it is up to date; selecting this package too keeps the dependency features
-//! those of this test build, so nothing is rebuilt), because only the cli package's own tests
-//! get `CARGO_BIN_EXE_tollgate`.
+//! against the real gateway. The binary comes from the harness's `binaries` module (built once
+//! per run), because only the cli package's own tests get `CARGO_BIN_EXE_tollgate`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
-use tokio::sync::OnceCell;
 use tollgate_cli::login::Credentials;
-use tollgate_e2e::postgres::target_dir;
 use tollgate_e2e::stack::SONNET;
 use tollgate_e2e::{Reply, claude_cli};
 
 use crate::identity::{Signed, sign_in, signed_stack};
 
-static TOLLGATE: OnceCell<PathBuf> = OnceCell::const_new();
-
-/// Builds (if needed) and returns the `tollgate` binary of this workspace.
+/// The `tollgate` binary of this workspace (built once per run if needed).
 async fn tollgate_binary() -> PathBuf {
-    TOLLGATE
-        .get_or_init(|| async {
-            let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .to_owned();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let out = Command::new(cargo)
-                .args([
-                    "build",
-                    "-q",
-                    "-p",
-                    "tollgate-e2e",
-                    "-p",
-                    "tollgate-cli",
-                    "--bin",
-                    "tollgate",
-                ])
-                .current_dir(&workspace)
-                .stdin(Stdio::null())
-                .output()
-                .await
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "cargo build tollgate: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            target_dir().join("debug").join("tollgate")
-        })
-        .await
-        .clone()
+    tollgate_e2e::binaries::binary("tollgate").await.unwrap()
 }
 
 #[tokio::test]

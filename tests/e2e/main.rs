@@ -14,6 +14,7 @@ mod identity;
 mod identity_claude;
 mod identity_idp;
 mod identity_setup;
+mod observability;
 mod providers;
 mod providers_common;
 mod providers_errors;

@@ -3,6 +3,7 @@
 //! planes, a fake Anthropic upstream speaking the exact wire format, and real clients (the
 //! official `anthropic` Python SDK).
 
+pub mod binaries;
 pub mod browser;
 pub mod claude_cli;
 pub mod counting_proxy;
@@ -10,6 +11,7 @@ pub mod fake_anthropic;
 pub mod fake_bedrock;
 pub mod fake_cloud;
 pub mod fake_foundry;
+pub mod fake_otlp;
 pub mod fake_vertex;
 pub mod http_server;
 pub mod idp;

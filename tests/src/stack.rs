@@ -37,6 +37,8 @@ pub struct Stack {
     /// [`Stack::start_with_identity`]; data planes forward to it.
     pub cp_http_url: Option<String>,
     http_listen: Option<SocketAddr>,
+    /// The control plane's audit signing key, its public key, and the exported checkpoints.
+    pub audit: StackAudit,
     root: CancellationToken,
     cp_token: CancellationToken,
     cp: Option<ControlPlaneHandle>,
@@ -96,13 +98,15 @@ impl Stack {
             let bytes: [u8; 32] = rand::random();
             SecretString::from(base64::engine::general_purpose::STANDARD.encode(bytes))
         };
-        let config = control_plane_config(
+        let audit = StackAudit::create()?;
+        let mut config = control_plane_config(
             &db,
             "127.0.0.1:0".parse()?,
             &sync_token,
             &secrets_key,
             http_listen,
         );
+        audit.configure(&mut config);
         let cp = tollgate_control_plane::spawn(config, cp_token.clone()).await?;
         let http_listen = cp.http_addr;
         let admin_key = match &cp.bootstrap_admin_key {
@@ -121,6 +125,7 @@ impl Stack {
             bot_key: String::new(),
             cp_http_url: http_listen.map(|a| format!("http://{a}")),
             http_listen,
+            audit,
             root,
             cp_token,
             cp: Some(cp),
@@ -305,13 +310,14 @@ impl Stack {
     pub async fn restart_control_plane(&mut self) -> anyhow::Result<()> {
         self.stop_control_plane().await;
         self.cp_token = self.root.child_token();
-        let config = control_plane_config(
+        let mut config = control_plane_config(
             &self.db,
             self.grpc_addr,
             &self.sync_token,
             &self.secrets_key,
             self.http_listen,
         );
+        self.audit.configure(&mut config);
         self.cp = Some(tollgate_control_plane::spawn(config, self.cp_token.clone()).await?);
         Ok(())
     }
@@ -404,6 +410,43 @@ impl Stack {
         self.stop_control_plane().await;
         self.root.cancel();
         self.db.drop_database().await;
+    }
+}
+
+/// The audit checkpoint files of a [`Stack`]'s control plane, in a temporary directory: it
+/// signs a checkpoint every [`StackAudit::INTERVAL`].
+pub struct StackAudit {
+    /// The Ed25519 private key (PKCS#8 PEM) the control plane signs with.
+    pub signing_key_file: std::path::PathBuf,
+    /// Its public key (PEM), for `tollgate audit verify --public-key`.
+    pub public_key_file: std::path::PathBuf,
+    /// The JSON-lines file every checkpoint is appended to.
+    pub checkpoint_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl StackAudit {
+    /// Checkpoint period of the stack's control plane.
+    pub const INTERVAL: Duration = Duration::from_secs(1);
+
+    fn create() -> anyhow::Result<StackAudit> {
+        let dir = tempfile::tempdir()?;
+        let key = tollgate_control_plane::audit::AuditSigningKey::generate();
+        let audit = StackAudit {
+            signing_key_file: dir.path().join("audit-signing-key.pem"),
+            public_key_file: dir.path().join("audit-public-key.pem"),
+            checkpoint_file: dir.path().join("audit-checkpoints.jsonl"),
+            _dir: dir,
+        };
+        std::fs::write(&audit.signing_key_file, key.to_pkcs8_pem()?)?;
+        std::fs::write(&audit.public_key_file, key.public_key_pem())?;
+        Ok(audit)
+    }
+
+    fn configure(&self, config: &mut ControlPlaneConfig) {
+        config.audit_signing_key_file = Some(self.signing_key_file.clone());
+        config.audit_checkpoint_file = Some(self.checkpoint_file.clone());
+        config.audit_checkpoint_interval = Self::INTERVAL;
     }
 }
 
