@@ -107,6 +107,20 @@ struct Args {
     /// Validate the settings and exit without connecting anywhere.
     #[arg(long)]
     check_config: bool,
+    /// TOML file of settings: keys are these flags' long names, values may be references
+    /// (`{ file = "PATH" }`, `{ env = "NAME" }`); the command line and TOLLGATE_* variables
+    /// win over it. See docs/configuration.md.
+    #[arg(long, env = "TOLLGATE_CONFIG", value_name = "FILE")]
+    #[allow(dead_code)] // read by `tollgate_settings::with_config_file` before parsing
+    config: Option<PathBuf>,
+}
+
+/// The arguments, with the settings of the `--config` file for flags set nowhere else.
+fn parse_args() -> anyhow::Result<Args> {
+    use clap::CommandFactory as _;
+    let args =
+        tollgate_settings::with_config_file(&Args::command(), std::env::args_os().collect())?;
+    Ok(Args::parse_from(args))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -150,7 +164,7 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = parse_args()?;
     let telemetry = telemetry_config(&args)?;
     let check_config = args.check_config;
     let config = config(args)?;
@@ -180,7 +194,12 @@ async fn serve(config: ControlPlaneConfig) -> anyhow::Result<()> {
 /// Validates the arguments into a configuration, without connecting anywhere.
 fn config(args: Args) -> anyhow::Result<ControlPlaneConfig> {
     let database_url = SecretString::from(args.database_url);
-    sqlx::postgres::PgConnectOptions::from_str(database_url.expose_secret())
+    let url = database_url.expose_secret();
+    anyhow::ensure!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "--database-url is not a valid Postgres URL: it must start with postgres:// or postgresql://"
+    );
+    sqlx::postgres::PgConnectOptions::from_str(url)
         .context("--database-url is not a valid Postgres URL")?;
     anyhow::ensure!(
         !args.sync_token.is_empty(),
@@ -229,11 +248,22 @@ fn config(args: Args) -> anyhow::Result<ControlPlaneConfig> {
     Ok(config)
 }
 
+/// Waits for the first SIGINT/SIGTERM (graceful shutdown); a second one exits at once.
 async fn wait_for_signal() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
     tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot wait for SIGINT"),
-        _ = term.recv() => Ok(()),
+        r = tokio::signal::ctrl_c() => r.context("cannot wait for SIGINT")?,
+        _ = term.recv() => {}
     }
+    tokio::spawn(async move {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = term.recv() => {}
+        }
+        // Straight to stderr: the log writer is not flushed by `exit`.
+        eprintln!("second stop signal: exiting without finishing the shutdown");
+        std::process::exit(130);
+    });
+    Ok(())
 }

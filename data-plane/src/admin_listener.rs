@@ -1,6 +1,7 @@
 //! The operator-facing listener (separate from client traffic), served by
 //! [`tollgate_telemetry::admin`]: `GET /metrics` (Prometheus text), `GET /healthz` (the
-//! process is up) and `GET /readyz` (it holds a policy snapshot).
+//! process is up) and `GET /readyz` (it holds a policy snapshot and is not shutting down:
+//! 503 `draining` from the moment shutdown starts, so load balancers stop sending traffic).
 //!
 //! `/metrics` carries the process's OpenTelemetry metrics (when telemetry keeps them for
 //! Prometheus) followed by this data plane's own lines: each route target's circuit breaker
@@ -23,6 +24,8 @@ use crate::snapshot::SnapshotStore;
 pub(crate) struct AdminState {
     pub router: Arc<Router>,
     pub snapshots: Arc<SnapshotStore>,
+    /// The data plane's shutdown token: once cancelled, the data plane is draining.
+    pub draining: CancellationToken,
 }
 
 pub(crate) fn spawn_admin_listener(
@@ -34,14 +37,20 @@ pub(crate) fn spawn_admin_listener(
 }
 
 /// The endpoints: breaker and snapshot lines after the telemetry metrics; ready once a
-/// policy snapshot is installed.
+/// policy snapshot is installed, until shutdown starts.
 fn endpoints(state: AdminState) -> AdminEndpoints {
     let snapshots = state.snapshots.clone();
+    let draining = state.draining.clone();
     AdminEndpoints::new()
         .with_extra_metrics(move || metrics(&state))
-        .with_readiness(move || match snapshots.version() {
-            Some(v) => Readiness::Ready(format!("snapshot {v}")),
-            None => Readiness::NotReady("no policy snapshot yet".into()),
+        .with_readiness(move || {
+            if draining.is_cancelled() {
+                return Readiness::NotReady("draining".into());
+            }
+            match snapshots.version() {
+                Some(v) => Readiness::Ready(format!("snapshot {v}")),
+                None => Readiness::NotReady("no policy snapshot yet".into()),
+            }
         })
 }
 
@@ -153,6 +162,7 @@ mod tests {
         let state = AdminState {
             router,
             snapshots: Arc::new(SnapshotStore::default()),
+            draining: CancellationToken::new(),
         };
         let text = metrics(&state);
         let endpoints = endpoints(state);
@@ -168,6 +178,32 @@ mod tests {
         assert_eq!(
             endpoints.answer(&Method::GET, "/healthz").status(),
             StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_turns_to_draining_when_shutdown_starts() {
+        use http_body_util::BodyExt as _;
+
+        let config = DataPlaneConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            "http://127.0.0.1:9".into(),
+            secrecy::SecretString::from("t"),
+        );
+        let snapshots = Arc::new(SnapshotStore::default());
+        let draining = CancellationToken::new();
+        let endpoints = endpoints(AdminState {
+            router: Arc::new(Router::new(config.routing())),
+            snapshots,
+            draining: draining.clone(),
+        });
+        draining.cancel();
+        let answer = endpoints.answer(&Method::GET, "/readyz");
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            String::from_utf8_lossy(&body).contains("draining"),
+            "{body:?}"
         );
     }
 }

@@ -54,6 +54,12 @@ pub struct DataPlaneConfig {
     /// Usage the control plane has not acknowledged at shutdown is written here, and sent
     /// from here at the next start.
     pub spool_path: Option<PathBuf>,
+    /// The last good snapshot is kept here (encrypted under a key derived from the sync
+    /// token) and served from at the next start until the control plane answers; `None` = off.
+    pub snapshot_cache_path: Option<PathBuf>,
+    /// A cached snapshot last delivered by the control plane longer ago than this is not
+    /// served at start.
+    pub snapshot_cache_max_age: Duration,
     /// How long shutdown waits for in-flight requests (and then for the usage flush).
     pub shutdown_drain_timeout: Duration,
     /// The control plane's HTTP listener (OAuth, device flow), e.g. `http://cp:8081`. The
@@ -63,10 +69,15 @@ pub struct DataPlaneConfig {
     /// The clock spend windows (UTC day, week, month) are read from: the system clock,
     /// or a manual one in tests.
     pub clock: Clock,
+    /// Bounds on the client listener: requests in flight, request heads, HTTP/2 streams.
+    pub listener_limits: crate::listener::ListenerLimits,
+    /// Per-address rate limit on the forwarded sign-in paths.
+    pub sign_in_limit: crate::sign_in_limit::SignInLimitSettings,
 }
 
 impl DataPlaneConfig {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+    pub const DEFAULT_SNAPSHOT_CACHE_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
     /// A configuration with the defaults and a random `data_plane_id`.
     pub fn new(listen: SocketAddr, control_plane_url: String, sync_token: SecretString) -> Self {
@@ -92,9 +103,13 @@ impl DataPlaneConfig {
             usage_batch_max: 500,
             usage_flush_interval: Duration::from_secs(1),
             spool_path: None,
+            snapshot_cache_path: None,
+            snapshot_cache_max_age: Self::DEFAULT_SNAPSHOT_CACHE_MAX_AGE,
             shutdown_drain_timeout: Duration::from_secs(30),
             control_plane_http_url: None,
             clock: Clock::system(),
+            listener_limits: crate::listener::ListenerLimits::default(),
+            sign_in_limit: crate::sign_in_limit::SignInLimitSettings::default(),
         }
     }
 
@@ -156,6 +171,10 @@ impl DataPlaneConfig {
             ),
             ("breaker_cooldown", self.breaker_cooldown.is_zero()),
             (
+                "snapshot_cache_max_age",
+                self.snapshot_cache_max_age.is_zero(),
+            ),
+            (
                 "health_report_interval",
                 self.health_report_interval.is_zero(),
             ),
@@ -164,6 +183,8 @@ impl DataPlaneConfig {
                 problems.push(format!("{name}: must be positive"));
             }
         }
+        self.listener_limits.validate(&mut problems);
+        self.sign_in_limit.validate(&mut problems);
         if self.retry_budget_percent > 100 {
             problems.push("retry_budget_percent: must be at most 100".to_owned());
         }

@@ -60,6 +60,8 @@ pub(crate) struct Gateway {
     pub usage: UsageSink,
     pub data_plane_id: String,
     pub max_body_bytes: usize,
+    /// Per-address bound on the forwarded sign-in paths.
+    pub sign_in_limit: crate::sign_in_limit::SignInLimit,
     /// Spend caps: the leased ledger, lease calls and the clock windows are read from.
     pub spend: Arc<Spend>,
     /// Relays telemetry and forwards OAuth/device paths (short timeouts, own pool).

@@ -1,59 +1,91 @@
-//! The client-facing HTTP server: HTTP/1.1 and h2c on one port, graceful shutdown.
+//! The client-facing HTTP server: HTTP/1.1 and h2c on one port, its limits
+//! ([`ListenerLimits`]) and graceful shutdown.
+//!
+//! # Shutdown
+//!
+//! When the shutdown token is cancelled the listener stops accepting and asks every
+//! connection to finish (HTTP/1: no keep-alive; HTTP/2: `GOAWAY`; see [`connection`]).
+//! In-flight requests get the drain period. When it is over, `drain_over` is cancelled:
+//! responses still streaming end with an SSE `error` event (`overloaded_error`, see
+//! [`crate::relay::StreamGuard`]) and are metered; the connections get
+//! [`FINAL_WRITE_GRACE`] to send that, then are closed.
+
+mod connection;
+mod in_flight;
+mod limits;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-
-use crate::gateway::ClientAddr;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::gateway::Gateway;
+pub use limits::ListenerLimits;
 
-/// Serves until `shutdown`: then stops accepting, lets in-flight requests (streams
-/// included) finish for up to `drain_timeout`, and closes what is left.
+use crate::gateway::{ClientAddr, Gateway};
+use connection::Activity;
+use in_flight::InFlight;
+
+/// After the drain period, how long connections have to write the final `error` events.
+const FINAL_WRITE_GRACE: Duration = Duration::from_secs(2);
+
+/// How the listener shuts down.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerShutdown {
+    /// Cancelled to start shutdown.
+    pub shutdown: CancellationToken,
+    /// How long in-flight requests may go on after shutdown starts.
+    pub drain_timeout: Duration,
+    /// Cancelled by the listener when the drain period is over.
+    pub drain_over: CancellationToken,
+}
+
+/// Serves until shutdown: then stops accepting, lets in-flight requests (streams included)
+/// finish for up to the drain period, ends the streams still open, and closes what is left.
 pub(crate) fn spawn_listener(
     listener: TcpListener,
     gateway: Arc<Gateway>,
-    shutdown: CancellationToken,
-    drain_timeout: Duration,
+    limits: &ListenerLimits,
+    stop: ListenerShutdown,
 ) -> JoinHandle<()> {
+    let builder = Arc::new(limits.builder());
+    let in_flight = InFlight::new(limits.max_concurrent_requests);
+    let idle_timeout = limits.header_read_timeout;
     tokio::spawn(async move {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
-        builder.http2().timer(TokioTimer::new());
-        let graceful = GracefulShutdown::new();
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => break,
+                () = stop.shutdown.cancelled() => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let gateway = gateway.clone();
+                        let in_flight = in_flight.clone();
+                        let activity = Activity::new();
+                        let on_request = activity.clone();
                         let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
                             request.extensions_mut().insert(ClientAddr(peer));
                             let gateway = gateway.clone();
-                            async move { Ok::<_, Infallible>(gateway.handle(request).await) }
-                        });
-                        let connection = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned();
-                        let connection = graceful.watch(connection);
-                        connections.spawn(async move {
-                            if let Err(error) = connection.await {
-                                tracing::debug!(%error, "client connection ended with an error");
+                            let active = on_request.begin();
+                            let slot = in_flight.try_admit();
+                            async move {
+                                let Some(slot) = slot else {
+                                    tracing::debug!("concurrent request limit reached; answering 529");
+                                    return Ok::<_, Infallible>(in_flight::overloaded());
+                                };
+                                let response = gateway.handle(request).await;
+                                Ok(in_flight::hold(response, (slot, active)))
                             }
+                        });
+                        let builder = builder.clone();
+                        let shutdown = stop.shutdown.clone();
+                        connections.spawn(async move {
+                            connection::serve(&builder, stream, service, &activity, idle_timeout, &shutdown)
+                                .await;
                         });
                     }
                     Err(error) => {
@@ -70,13 +102,26 @@ pub(crate) fn spawn_listener(
             open = connections.len(),
             "stopped accepting; draining connections"
         );
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(drain_timeout) => {
-                tracing::warn!(open = connections.len(), "drain timeout reached; closing remaining connections");
+        if !all_closed_within(&mut connections, stop.drain_timeout).await {
+            tracing::warn!(
+                open = connections.len(),
+                "drain period over; ending open streams and closing connections"
+            );
+            stop.drain_over.cancel();
+            if !all_closed_within(&mut connections, FINAL_WRITE_GRACE).await {
                 connections.abort_all();
+                while connections.join_next().await.is_some() {}
             }
         }
+        stop.drain_over.cancel();
+    })
+}
+
+/// Whether every connection ended within `timeout`.
+async fn all_closed_within(connections: &mut JoinSet<()>, timeout: Duration) -> bool {
+    tokio::time::timeout(timeout, async {
         while connections.join_next().await.is_some() {}
     })
+    .await
+    .is_ok()
 }

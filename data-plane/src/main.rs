@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tollgate_data_plane::DataPlaneConfig;
+use tollgate_data_plane::{ListenerLimits, SignInLimitSettings};
 use tollgate_telemetry::{LogOutput, TelemetryConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -121,6 +122,45 @@ struct Args {
         default_value_t = 30
     )]
     shutdown_drain_timeout_secs: u64,
+    /// Requests served at once (streams included); beyond it clients get 529
+    /// `overloaded_error` with `retry-after` at once.
+    #[arg(long, env = "TOLLGATE_MAX_CONCURRENT_REQUESTS", default_value_t = ListenerLimits::default().max_concurrent_requests)]
+    max_concurrent_requests: usize,
+    /// Time a client has to send a request head (HTTP/1); also how long a connection with no
+    /// request in flight stays open (HTTP/1 and HTTP/2).
+    #[arg(long, env = "TOLLGATE_HEADER_READ_TIMEOUT_SECS", default_value_t = ListenerLimits::default().header_read_timeout.as_secs())]
+    header_read_timeout_secs: u64,
+    /// Largest request head in bytes (HTTP/1: larger gets 431; HTTP/2: max header list size);
+    /// at least 8192.
+    #[arg(long, env = "TOLLGATE_MAX_HEADER_BYTES", default_value_t = ListenerLimits::default().max_header_bytes)]
+    max_header_bytes: usize,
+    /// Most header fields in an HTTP/1 request (more gets 431).
+    #[arg(long, env = "TOLLGATE_MAX_HEADERS", default_value_t = ListenerLimits::default().max_headers)]
+    max_headers: usize,
+    /// HTTP/2 streams one connection may have open at once.
+    #[arg(long, env = "TOLLGATE_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = ListenerLimits::default().http2_max_concurrent_streams)]
+    http2_max_concurrent_streams: u32,
+    /// HTTP/2 streams a client may reset before they are served before its connection is
+    /// closed with GOAWAY (rapid-reset protection).
+    #[arg(long, env = "TOLLGATE_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS", default_value_t = ListenerLimits::default().http2_max_pending_accept_reset_streams)]
+    http2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2 streams reset for a client's protocol errors before its connection is closed
+    /// with GOAWAY.
+    #[arg(long, env = "TOLLGATE_HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS", default_value_t = ListenerLimits::default().http2_max_local_error_reset_streams)]
+    http2_max_local_error_reset_streams: usize,
+    /// HTTP/2 keep-alive PING interval (0: no pings).
+    #[arg(long, env = "TOLLGATE_HTTP2_KEEP_ALIVE_INTERVAL_SECS", default_value_t = ListenerLimits::default().http2_keep_alive_interval.map_or(0, |d| d.as_secs()))]
+    http2_keep_alive_interval_secs: u64,
+    /// An unanswered keep-alive PING closes the HTTP/2 connection after this long.
+    #[arg(long, env = "TOLLGATE_HTTP2_KEEP_ALIVE_TIMEOUT_SECS", default_value_t = ListenerLimits::default().http2_keep_alive_timeout.as_secs())]
+    http2_keep_alive_timeout_secs: u64,
+    /// Sign-in requests (`/oauth/…`, `/device…`, authorization-server metadata) allowed per
+    /// client address a minute (0: no limit); over it clients get 429 with `retry-after`.
+    #[arg(long, env = "TOLLGATE_SIGN_IN_RATE_PER_MINUTE", default_value_t = SignInLimitSettings::default().per_minute)]
+    sign_in_rate_per_minute: u32,
+    /// Sign-in requests one client address may make at once before the rate applies.
+    #[arg(long, env = "TOLLGATE_SIGN_IN_BURST", default_value_t = SignInLimitSettings::default().burst)]
+    sign_in_burst: u32,
     #[arg(long, env = "TOLLGATE_USAGE_BATCH_MAX", default_value_t = 500)]
     usage_batch_max: usize,
     #[arg(long, env = "TOLLGATE_USAGE_FLUSH_INTERVAL_MS", default_value_t = 1000)]
@@ -128,6 +168,19 @@ struct Args {
     /// File for usage the control plane has not acknowledged at shutdown.
     #[arg(long, env = "TOLLGATE_SPOOL_PATH")]
     spool_path: Option<PathBuf>,
+    /// File the last good policy snapshot is kept in (encrypted with a key derived from the
+    /// sync token), to serve from at the next start while the control plane is unreachable;
+    /// off when unset.
+    #[arg(long, env = "TOLLGATE_SNAPSHOT_CACHE_PATH")]
+    snapshot_cache_path: Option<PathBuf>,
+    /// A cached snapshot older than this (since the control plane last delivered or
+    /// confirmed it) is not served at start.
+    #[arg(
+        long,
+        env = "TOLLGATE_SNAPSHOT_CACHE_MAX_AGE_SECS",
+        default_value_t = DataPlaneConfig::DEFAULT_SNAPSHOT_CACHE_MAX_AGE.as_secs()
+    )]
+    snapshot_cache_max_age_secs: u64,
     /// The control plane's HTTP listener (OAuth and device flow), e.g. http://cp:8081;
     /// `/oauth/…`, `/device` and the authorization-server metadata are forwarded there.
     #[arg(long, env = "TOLLGATE_CONTROL_PLANE_HTTP_URL")]
@@ -146,6 +199,20 @@ struct Args {
     /// Validate the settings and exit.
     #[arg(long)]
     check_config: bool,
+    /// TOML file of settings: keys are these flags' long names, values may be references
+    /// (`{ file = "PATH" }`, `{ env = "NAME" }`); the command line and TOLLGATE_* variables
+    /// win over it. See docs/configuration.md.
+    #[arg(long, env = "TOLLGATE_CONFIG", value_name = "FILE")]
+    #[allow(dead_code)] // read by `tollgate_settings::with_config_file` before parsing
+    config: Option<PathBuf>,
+}
+
+/// The arguments, with the settings of the `--config` file for flags set nowhere else.
+fn parse_args() -> anyhow::Result<Args> {
+    use clap::CommandFactory as _;
+    let args =
+        tollgate_settings::with_config_file(&Args::command(), std::env::args_os().collect())?;
+    Ok(Args::parse_from(args))
 }
 
 impl Args {
@@ -195,14 +262,34 @@ impl Args {
         config.retry_budget_min_per_second = self.retry_budget_min_per_second;
         config.disconnect_drain_timeout = Duration::from_secs(self.disconnect_drain_timeout_secs);
         config.shutdown_drain_timeout = Duration::from_secs(self.shutdown_drain_timeout_secs);
+        config.listener_limits = ListenerLimits {
+            max_concurrent_requests: self.max_concurrent_requests,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            http2_max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
+            http2_max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
+            http2_keep_alive_interval: (self.http2_keep_alive_interval_secs > 0)
+                .then(|| Duration::from_secs(self.http2_keep_alive_interval_secs)),
+            http2_keep_alive_timeout: Duration::from_secs(self.http2_keep_alive_timeout_secs),
+        };
+        config.sign_in_limit = SignInLimitSettings {
+            per_minute: self.sign_in_rate_per_minute,
+            burst: self.sign_in_burst,
+        };
         config.usage_batch_max = self.usage_batch_max;
         config.usage_flush_interval = Duration::from_millis(self.usage_flush_interval_ms);
         config.spool_path = self.spool_path;
+        config.snapshot_cache_path = self.snapshot_cache_path;
+        config.snapshot_cache_max_age = Duration::from_secs(self.snapshot_cache_max_age_secs);
         config.control_plane_http_url = self.control_plane_http_url;
         config
     }
 }
 
+/// Waits for the first SIGINT/SIGTERM (graceful shutdown: drain, then stop); a second one
+/// exits at once.
 async fn stop_signal() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install the SIGTERM handler")?;
@@ -210,12 +297,21 @@ async fn stop_signal() -> anyhow::Result<()> {
         result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
         _ = term.recv() => {}
     }
+    tokio::spawn(async move {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => if result.is_err() { return },
+            _ = term.recv() => {}
+        }
+        // Straight to stderr: the log writer is not flushed by `exit`.
+        eprintln!("second stop signal: exiting without finishing the drain");
+        std::process::exit(130);
+    });
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = parse_args()?;
     let telemetry_config = args.telemetry()?;
     let check_only = args.check_config;
     let config = args.into_config();

@@ -3,7 +3,8 @@
 //! - [`StreamGuard`]: bounds the silence between two chunks (idle timeout), emits `ping`
 //!   events during silence for upstreams that send none (Bedrock's event stream), and ends
 //!   an event stream that fails after bytes have flowed with a proper SSE `error` event
-//!   instead of a cut connection.
+//!   instead of a cut connection — including a stream still open when the shutdown drain
+//!   period ends (`overloaded_error`, so the client retries elsewhere).
 //! - [`ModelRewrite`]: makes the answer report the model id the client asked for (routes and
 //!   aliases send other ids upstream; Bedrock answers with Anthropic's dated names).
 
@@ -15,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::value::RawValue;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::meter::BoxError;
 use crate::meter::UpstreamBody;
@@ -31,6 +33,15 @@ pub(crate) enum Framing {
 #[derive(Debug, thiserror::Error)]
 #[error("upstream sent nothing for {0:?}")]
 pub(crate) struct IdleTimeout(Duration);
+
+/// The data plane is shutting down and the drain period is over.
+#[derive(Debug, thiserror::Error)]
+#[error("the gateway is shutting down")]
+pub(crate) struct ShuttingDown;
+
+/// What a client reads when its stream outlives the shutdown drain period.
+pub(crate) const SHUTTING_DOWN_MESSAGE: &str =
+    "the gateway is shutting down; retry the request (it will reach another instance)";
 
 /// An SSE `error` event in Anthropic's shape.
 pub(crate) fn sse_error_event(error_type: &str, message: &str) -> Bytes {
@@ -54,6 +65,8 @@ pub(crate) struct StreamGuard {
     at_boundary: bool,
     /// The last two bytes sent (for boundary tracking across chunks).
     tail: [u8; 2],
+    /// Completes when the shutdown drain period is over: the stream is then ended.
+    drain_over: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl StreamGuard {
@@ -74,7 +87,15 @@ impl StreamGuard {
                 .map(|every| (every, Box::pin(tokio::time::sleep_until(now + every)))),
             at_boundary: true,
             tail: [b'\n', b'\n'],
+            drain_over: None,
         }
+    }
+
+    /// Ends the stream (with an `overloaded_error` event when SSE) once `drain_over` is
+    /// cancelled, i.e. when the shutdown drain period is over.
+    pub(crate) fn ending_at(mut self, drain_over: CancellationToken) -> Self {
+        self.drain_over = Some(Box::pin(drain_over.cancelled_owned()));
+        self
     }
 
     fn note_sent(&mut self, data: &[u8]) {
@@ -123,6 +144,21 @@ impl Body for StreamGuard {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.inner.is_none() {
+            return Poll::Ready(None);
+        }
+        // Checked first, so a provider that never pauses cannot hold shutdown up.
+        if let Some(drain_over) = this.drain_over.as_mut()
+            && drain_over.as_mut().poll(cx).is_ready()
+        {
+            this.drain_over = None;
+            tracing::debug!("shutdown drain period over; ending the response");
+            return this.fail(
+                "overloaded_error",
+                SHUTTING_DOWN_MESSAGE,
+                Box::new(ShuttingDown),
+            );
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };

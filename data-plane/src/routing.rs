@@ -498,7 +498,9 @@ impl Exchange {
         let s = &self.router.settings;
         let ping = (decode == Decode::BedrockEventStream).then_some(s.ping_interval);
         let idle = timeouts.idle.unwrap_or(s.idle_timeout);
-        let mut body = StreamGuard::new(body, framing, idle, ping).boxed_unsync();
+        let mut body = StreamGuard::new(body, framing, idle, ping)
+            .ending_at(self.drain.drain_over.clone())
+            .boxed_unsync();
         if endpoint == Endpoint::Messages {
             headers.remove(CONTENT_LENGTH);
             body = ModelRewrite::new(body, framing, client_model).boxed_unsync();

@@ -17,10 +17,10 @@ use crate::gateway::{Gateway, SideChannels};
 /// Response-header bound for forwarded OAuth calls and telemetry relays.
 const SIDE_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(15);
 use crate::admin_listener::{AdminState, spawn_admin_listener};
-use crate::listener::spawn_listener;
+use crate::listener::{ListenerShutdown, spawn_listener};
 use crate::meter::DrainPolicy;
 use crate::routing::{Exchange, Router, spawn_health_reporter};
-use crate::snapshot::{SnapshotStore, spawn_snapshot_sync};
+use crate::snapshot::{SnapshotStore, spawn_snapshot_cache, spawn_snapshot_sync};
 use crate::upstream::UpstreamClient;
 use crate::usage::{
     ShipperError, ShipperSettings, SpoolError, read_spool, spawn_usage_shipper, usage_channel,
@@ -90,7 +90,8 @@ impl std::fmt::Debug for DataPlaneHandle {
 
 /// Starts a data plane: binds the listener, reads back any usage spool, and spawns the
 /// snapshot sync, the usage shipper and the server. Returns once the port is bound; requests
-/// get 503 until the first snapshot arrives. Runs until `shutdown` is cancelled.
+/// get 503 until the first snapshot arrives (from the control plane, or from the snapshot
+/// cache when one is configured and usable). Runs until `shutdown` is cancelled.
 pub async fn spawn(
     config: DataPlaneConfig,
     shutdown: CancellationToken,
@@ -118,6 +119,19 @@ pub async fn spawn(
     }
 
     let snapshots = Arc::new(SnapshotStore::default());
+    // A usable cached snapshot is installed before the control plane is first contacted.
+    let snapshot_cache = match &config.snapshot_cache_path {
+        Some(path) => Some(
+            spawn_snapshot_cache(
+                path.clone(),
+                &config.sync_token,
+                config.snapshot_cache_max_age,
+                &snapshots,
+            )
+            .await,
+        ),
+        None => None,
+    };
     let spend = Arc::new(Spend::new(
         api.clone(),
         config.data_plane_id.clone(),
@@ -150,9 +164,11 @@ pub async fn spawn(
         api.clone(),
         snapshots.clone(),
         config.data_plane_id.clone(),
+        snapshot_cache,
         shutdown.clone(),
     );
     let drains = TaskTracker::new();
+    let drain_over = CancellationToken::new();
     let upstream = UpstreamClient::new(
         config.upstream_connect_timeout,
         config.upstream_first_byte_timeout,
@@ -162,6 +178,7 @@ pub async fn spawn(
         tracker: drains.clone(),
         shutdown: shutdown.clone(),
         shutdown_grace: config.shutdown_drain_timeout,
+        drain_over: drain_over.clone(),
     };
     let router = Arc::new(Router::new(config.routing()));
     let admin = match config.admin_listen {
@@ -172,6 +189,7 @@ pub async fn spawn(
             let state = AdminState {
                 router: router.clone(),
                 snapshots: snapshots.clone(),
+                draining: shutdown.clone(),
             };
             let task = spawn_admin_listener(listener, state, lease_stop.clone());
             tracing::info!(addr = %admin_addr, "admin listener (metrics, health) listening");
@@ -196,6 +214,7 @@ pub async fn spawn(
         usage,
         data_plane_id: config.data_plane_id.clone(),
         max_body_bytes: config.max_body_bytes,
+        sign_in_limit: crate::sign_in_limit::SignInLimit::new(config.sign_in_limit),
         spend,
         side: SideChannels {
             client: UpstreamClient::new(config.upstream_connect_timeout, SIDE_FIRST_BYTE_TIMEOUT),
@@ -205,7 +224,16 @@ pub async fn spawn(
                 .map(|u| u.trim_end_matches('/').to_owned()),
         },
     });
-    let listener = spawn_listener(listener, gateway, shutdown, config.shutdown_drain_timeout);
+    let listener = spawn_listener(
+        listener,
+        gateway,
+        &config.listener_limits,
+        ListenerShutdown {
+            shutdown,
+            drain_timeout: config.shutdown_drain_timeout,
+            drain_over,
+        },
+    );
     tracing::info!(%addr, data_plane_id = %config.data_plane_id, "data plane listening");
     let (admin_addr, admin) = admin.unzip();
     Ok(DataPlaneHandle {

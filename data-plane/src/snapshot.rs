@@ -1,5 +1,6 @@
 //! The live policy snapshot: prepared fallibly, swapped infallibly, loaded once per request.
 
+mod cache;
 mod sync;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
 use tollgate_policy::Snapshot;
 
+pub(crate) use cache::{CacheWriter, spawn_snapshot_cache};
 pub(crate) use sync::spawn_snapshot_sync;
 
 /// Holds the snapshot the request path enforces. Lock-free reads; one writer (the sync task).
@@ -20,8 +22,9 @@ pub(crate) struct SnapshotStore {
     /// The installed version (0 = none), for waiters.
     version: watch::Sender<u64>,
     /// When the control plane was last heard from on the snapshot stream (or when the
-    /// store was created), and whether the stream is open now — for the staleness gauge.
-    last_contact: Mutex<Instant>,
+    /// store was created, or how old a snapshot restored from the cache was), and whether
+    /// the stream is open now — for the staleness gauge.
+    last_contact: Mutex<Contact>,
     connected: AtomicBool,
 }
 
@@ -30,7 +33,7 @@ impl Default for SnapshotStore {
         SnapshotStore {
             current: ArcSwapOption::empty(),
             version: watch::channel(0).0,
-            last_contact: Mutex::new(Instant::now()),
+            last_contact: Mutex::new(Contact::now()),
             connected: AtomicBool::new(false),
         }
     }
@@ -57,13 +60,29 @@ impl SnapshotStore {
         true
     }
 
+    /// Installs a snapshot read back from the local cache, last delivered by the control
+    /// plane `age` ago: staleness counts from then, as if it had been heard from at that time.
+    pub(crate) fn install_cached(&self, snapshot: Snapshot, age: Duration) -> bool {
+        if !self.install(snapshot) {
+            return false;
+        }
+        *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Contact {
+            at: Instant::now(),
+            age_then: age,
+        };
+        true
+    }
+
     /// The control plane was heard from: a snapshot arrived or the stream (re)opened
     /// (`connected`), or the stream ended (`!connected`).
     pub(crate) fn note_contact(&self, connected: bool) {
         *self
             .last_contact
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+            .unwrap_or_else(PoisonError::into_inner) = Contact::now();
         self.connected.store(connected, Ordering::Relaxed);
     }
 
@@ -85,6 +104,27 @@ impl SnapshotStore {
         tokio::time::timeout(timeout, rx.wait_for(|v| *v >= min))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The last contact with the control plane: `age_then` before the instant `at` (non-zero
+/// only for a snapshot restored from the cache, which may be older than this process).
+#[derive(Debug, Clone, Copy)]
+struct Contact {
+    at: Instant,
+    age_then: Duration,
+}
+
+impl Contact {
+    fn now() -> Contact {
+        Contact {
+            at: Instant::now(),
+            age_then: Duration::ZERO,
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.age_then.saturating_add(self.at.elapsed())
     }
 }
 
@@ -123,6 +163,23 @@ mod tests {
         store.note_contact(false);
         std::thread::sleep(Duration::from_millis(5));
         assert!(store.staleness() >= Duration::from_millis(5));
+    }
+
+    #[tokio::test]
+    async fn cached_snapshot_is_as_stale_as_its_age_until_the_control_plane_answers() {
+        let store = SnapshotStore::default();
+        assert!(store.install_cached(snapshot(5), Duration::from_secs(600)));
+        assert_eq!(store.version(), Some(5));
+        assert!(store.staleness() >= Duration::from_secs(600));
+        assert!(!store.install_cached(snapshot(5), Duration::ZERO));
+        store.note_contact(true);
+        assert_eq!(store.staleness(), Duration::ZERO);
+        store.note_contact(false);
+        assert!(store.staleness() < Duration::from_secs(600));
+        assert!(
+            store.install(snapshot(6)),
+            "the stream's newer snapshot wins"
+        );
     }
 
     #[tokio::test]

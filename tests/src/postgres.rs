@@ -26,7 +26,13 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates a fresh, empty database.
     pub async fn create() -> anyhow::Result<Self> {
-        let admin_url = server_admin_url().await?;
+        TestDatabase::create_on(&server_admin_url().await?).await
+    }
+
+    /// Creates a fresh, empty database on the server `admin_url` names (a URL allowed to
+    /// create databases).
+    pub async fn create_on(admin_url: &str) -> anyhow::Result<Self> {
+        let admin_url = admin_url.to_owned();
         let name = format!("tg_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
         sqlx::query(&format!("CREATE DATABASE {name}"))

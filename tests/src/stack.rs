@@ -85,8 +85,20 @@ impl Stack {
         Stack::start_inner(Some("127.0.0.1:0".parse()?)).await
     }
 
+    /// Like [`Stack::start`], on a database created on the server `admin_url` names (e.g.
+    /// a private cluster a test stops and restarts).
+    pub async fn start_on_server(admin_url: &str) -> anyhow::Result<Stack> {
+        Stack::start_inner_on(TestDatabase::create_on(admin_url).await?, None).await
+    }
+
     async fn start_inner(http_listen: Option<SocketAddr>) -> anyhow::Result<Stack> {
-        let db = TestDatabase::create().await?;
+        Stack::start_inner_on(TestDatabase::create().await?, http_listen).await
+    }
+
+    async fn start_inner_on(
+        db: TestDatabase,
+        http_listen: Option<SocketAddr>,
+    ) -> anyhow::Result<Stack> {
         let root = CancellationToken::new();
         let fake = FakeAnthropic::start(root.child_token()).await?;
         let sync_token = SecretString::from(tollgate_cli::secret::random_token("tgs_"));

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 use super::{ClientAddr, Gateway, ResponseBody};
 use crate::error::{ApiError, ErrorCode};
 use crate::request::{BodyError, check_declared_length, read_body};
+use crate::sign_in_limit::RetryAfter;
 use crate::upstream::headers::is_hop_by_hop;
 
 /// OAuth forms and the verification page are small.
@@ -41,6 +42,21 @@ where
             "sign-in is not enabled on this gateway",
         ));
     };
+    if let Some(ClientAddr(peer)) = request.extensions().get::<ClientAddr>() {
+        gateway
+            .sign_in_limit
+            .check(peer.ip())
+            .map_err(|RetryAfter(secs)| {
+                tracing::debug!(client = %peer.ip(), "sign-in rate limit reached");
+                ApiError {
+                    retry_after: Some(secs),
+                    ..ApiError::new(
+                        ErrorCode::RateLimited,
+                        "too many sign-in requests from this address; retry later",
+                    )
+                }
+            })?;
+    }
     let (parts, body) = request.into_parts();
     check_declared_length(&parts.headers, MAX_FORWARD_BYTES).map_err(body_error)?;
     let body = read_body(body, MAX_FORWARD_BYTES)

@@ -108,10 +108,14 @@ fn gateway(snapshot: Option<pb::Snapshot>, max_body_bytes: usize) -> (Gateway, U
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 shutdown_grace: Duration::from_secs(1),
+                drain_over: CancellationToken::new(),
             },
         },
         data_plane_id: "dp-test".into(),
         max_body_bytes,
+        sign_in_limit: crate::sign_in_limit::SignInLimit::new(
+            crate::sign_in_limit::SignInLimitSettings::default(),
+        ),
         spend: Arc::new(crate::budget::Spend::new(
             crate::control_plane::sync_api(
                 "http://127.0.0.1:9",

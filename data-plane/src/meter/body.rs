@@ -39,6 +39,9 @@ pub(crate) struct DrainPolicy {
     pub shutdown: CancellationToken,
     /// After shutdown starts, drains get this long before they are cut.
     pub shutdown_grace: Duration,
+    /// Cancelled by the listener when the shutdown drain period is over: responses still
+    /// streaming to a client are then ended (SSE: with an `error` event) and metered.
+    pub drain_over: CancellationToken,
 }
 
 impl DrainPolicy {
@@ -88,7 +91,10 @@ impl Metering {
     /// The upstream ended normally.
     fn end(mut self) {
         let metered = self.meter.finish();
-        let outcome = if self.pending.status() >= 400 || metered.error_event {
+        let outcome = if metered.error_event && self.drain.drain_over.is_cancelled() {
+            // Ended by the relay when the shutdown drain period ran out.
+            Outcome::Truncated
+        } else if self.pending.status() >= 400 || metered.error_event {
             Outcome::UpstreamError
         } else {
             Outcome::Complete
@@ -129,7 +135,13 @@ impl Body for MeteredBody {
             }
             Some(Err(error)) => {
                 if let Some(m) = this.state.take() {
-                    m.finish(Outcome::UpstreamError);
+                    // A JSON answer cut when the shutdown drain period ran out is truncated.
+                    let outcome = if m.drain.drain_over.is_cancelled() {
+                        Outcome::Truncated
+                    } else {
+                        Outcome::UpstreamError
+                    };
+                    m.finish(outcome);
                 }
                 Poll::Ready(Some(Err(error)))
             }

@@ -69,6 +69,40 @@ async fn a_half_sent_event_is_closed_before_the_error_event() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_stream_open_when_the_drain_period_ends_gets_an_overloaded_error_event() {
+    let drain_over = CancellationToken::new();
+    let guard = StreamGuard::new(stalled(START), Framing::Sse, Duration::from_secs(300), None)
+        .ending_at(drain_over.clone());
+    let ends = tokio::spawn(collect(guard));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !ends.is_finished(),
+        "the stream runs until the drain period ends"
+    );
+    drain_over.cancel();
+    let (text, error) = ends.await.unwrap();
+    assert_eq!(error, None, "a clean end, not a cut connection");
+    assert!(text.starts_with("event: message_start"), "{text}");
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(last.starts_with("event: error\ndata: {"), "{last}");
+    assert!(last.contains("\"overloaded_error\""), "{last}");
+    assert!(last.contains("shutting down"), "{last}");
+
+    // An opaque (JSON) answer cannot carry the event: it is aborted.
+    let drain_over = CancellationToken::new();
+    drain_over.cancel();
+    let opaque = StreamGuard::new(
+        stalled(b"{\"id\":"),
+        Framing::Opaque,
+        Duration::from_secs(300),
+        None,
+    )
+    .ending_at(drain_over);
+    let (_, error) = collect(opaque).await;
+    assert!(error.is_some());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_silent_upstream_is_cut_after_the_idle_timeout() {
     let guard = StreamGuard::new(stalled(START), Framing::Sse, Duration::from_secs(30), None);
     let (text, error) = collect(guard).await;

@@ -6,8 +6,11 @@
     reason = "test fixtures and helpers fail loudly"
 )]
 
+mod protection;
 mod routing;
+mod shutdown;
 mod signed_in;
+mod snapshot_cache;
 mod spend;
 mod support;
 mod telemetry;

@@ -83,6 +83,8 @@ impl Telemetry {
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
             .with(events.clone());
         let guard = tracing::subscriber::set_default(subscriber);
+        // Interest another test thread cached before this subscriber existed is recomputed.
+        tracing::callsite::rebuild_interest_cache();
         tollgate_data_plane::metrics::set_enabled(true);
         Telemetry {
             spans,

@@ -64,6 +64,9 @@ async fn call_capturing(content_capture: bool, stream: bool) -> (String, String,
     let events = Events::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    // Another test thread may have cached "no interest" for a callsite before this
+    // subscriber existed; recompute so every `tollgate::*` event reaches it.
+    tracing::callsite::rebuild_interest_cache();
     let mut snapshot = sample_snapshot();
     snapshot.content_capture = content_capture;
     let (gw, mut q) = gateway(Some(snapshot), 1024);
@@ -145,6 +148,9 @@ async fn rejections_log_one_usage_line_with_their_outcome() {
     let events = Events::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(events.clone()));
+    // Another test thread may have cached "no interest" for a callsite before this
+    // subscriber existed; recompute so every `tollgate::*` event reaches it.
+    tracing::callsite::rebuild_interest_cache();
     let (gw, _q) = gateway(Some(sample_snapshot()), 1024);
     let response = gw
         .handle(request(

@@ -32,6 +32,7 @@ fn metered(
         tracker: tracker.clone(),
         shutdown: CancellationToken::new(),
         shutdown_grace: Duration::from_secs(1),
+        drain_over: CancellationToken::new(),
     };
     let pending = PendingUsage::new(record, Instant::now(), sink);
     let body = MeteredBody::new(inner, Meter::Sse(SseUsageScanner::new()), pending, drain);
