@@ -16,7 +16,7 @@ enum Command {
     /// Run a control plane, a data plane and PostgreSQL locally, with a demo provider.
     Dev(tollgate_cli::dev::DevArgs),
     /// Administer a running Tollgate through its control plane.
-    Admin(tollgate_cli::admin::AdminArgs),
+    Admin(Box<tollgate_cli::admin::AdminArgs>),
     /// Sign this machine in to a gateway (device flow); for base-URL mode.
     Login(tollgate_cli::login::LoginArgs),
     /// Print a valid gateway access token, refreshing it when needed (Claude Code's apiKeyHelper).
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
             }
             result
         }
-        Command::Admin(args) => tollgate_cli::admin::run(args).await,
+        Command::Admin(args) => tollgate_cli::admin::run(*args).await,
         Command::Login(args) => tollgate_cli::login::login(args).await,
         Command::Token(args) => tollgate_cli::login::token(args).await,
         Command::Logout(args) => tollgate_cli::login::logout(args).await,

@@ -49,6 +49,8 @@ pub struct ControlPlaneConfig {
     /// Where the operator listener (`/metrics`, `/healthz`, `/readyz`) listens; `None`
     /// serves none. Port 0 picks a free port.
     pub admin_listen: Option<SocketAddr>,
+    /// TLS (optionally mutual) on the gRPC listener; `None` = plaintext.
+    pub grpc_tls: Option<crate::tls::GrpcTls>,
 }
 
 impl ControlPlaneConfig {
@@ -80,6 +82,7 @@ impl ControlPlaneConfig {
             audit_checkpoint_interval: crate::audit::DEFAULT_CHECKPOINT_INTERVAL,
             audit_checkpoint_file: None,
             admin_listen: None,
+            grpc_tls: None,
         }
     }
 }

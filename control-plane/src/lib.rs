@@ -30,8 +30,10 @@ mod server;
 mod status;
 pub mod store;
 pub mod sync;
+mod tls;
 mod webhook;
 
 pub use config::ControlPlaneConfig;
 pub use server::{ControlPlaneHandle, RunError, StartError, spawn};
 pub use store::{StoreError, migrate};
+pub use tls::{GrpcTls, GrpcTlsError};

@@ -29,6 +29,29 @@ struct Args {
     /// Address of the gRPC `Sync` and `Admin` services.
     #[arg(long, env = "TOLLGATE_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     grpc_listen: SocketAddr,
+    /// PEM certificate chain (leaf first) served on --grpc-listen: data planes and `tollgate
+    /// admin` then connect with https:// URLs. Read at start (renewal takes a restart).
+    #[arg(
+        long,
+        env = "TOLLGATE_GRPC_TLS_CERT_FILE",
+        requires = "grpc_tls_key_file"
+    )]
+    grpc_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --grpc-tls-cert-file.
+    #[arg(
+        long,
+        env = "TOLLGATE_GRPC_TLS_KEY_FILE",
+        requires = "grpc_tls_cert_file"
+    )]
+    grpc_tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates for mutual TLS on --grpc-listen: every caller (data planes and
+    /// `tollgate admin`) must present a client certificate issued by one of them.
+    #[arg(
+        long,
+        env = "TOLLGATE_GRPC_TLS_CLIENT_CA_FILE",
+        requires = "grpc_tls_cert_file"
+    )]
+    grpc_tls_client_ca_file: Option<PathBuf>,
     /// Token data planes must present (`authorization: Bearer <token>`).
     #[arg(long, env = "TOLLGATE_SYNC_TOKEN", hide_env_values = true)]
     sync_token: String,
@@ -230,6 +253,15 @@ fn config(args: Args) -> anyhow::Result<ControlPlaneConfig> {
             url.starts_with("https://") || url.starts_with("http://"),
             "--public-url must be an http(s) URL"
         );
+    }
+    if let (Some(cert_file), Some(key_file)) = (args.grpc_tls_cert_file, args.grpc_tls_key_file) {
+        let tls = tollgate_control_plane::GrpcTls {
+            cert_file,
+            key_file,
+            client_ca_file: args.grpc_tls_client_ca_file,
+        };
+        tls.server_config().context("invalid gRPC TLS settings")?;
+        config.grpc_tls = Some(tls);
     }
     config.http_listen = args.http_listen;
     config.admin_listen = args.admin_listen;

@@ -51,6 +51,10 @@ pub enum StartError {
     Identity(#[source] IdentityError),
     #[error("the audit signing key is unusable")]
     AuditKey(#[source] crate::audit::KeyError),
+    #[error("the gRPC TLS settings are unusable")]
+    GrpcTls(#[source] crate::tls::GrpcTlsError),
+    #[error("cannot configure TLS on the gRPC listener")]
+    GrpcTlsConfig(#[source] tonic::transport::Error),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -125,6 +129,13 @@ pub async fn spawn(
     config: ControlPlaneConfig,
     shutdown: CancellationToken,
 ) -> Result<ControlPlaneHandle, StartError> {
+    // Checked before anything else: an unusable certificate fails the start at once.
+    let grpc_tls = config
+        .grpc_tls
+        .as_ref()
+        .map(crate::tls::GrpcTls::server_config)
+        .transpose()
+        .map_err(StartError::GrpcTls)?;
     let pool = store::connect(&config.database_url, config.db_max_connections)
         .await
         .map_err(StartError::Database)?;
@@ -206,8 +217,10 @@ pub async fn spawn(
         admin,
         identity_admin,
         spend_admin,
+        grpc_tls,
         stop.clone(),
-    );
+    )
+    .inspect_err(|_| stop.cancel())?;
     let http = http_listener.map(|listener| {
         crate::http::spawn_http_server(
             listener,
@@ -287,13 +300,18 @@ fn spawn_grpc_server(
     admin: AdminService,
     identity_admin: IdentityAdminService,
     spend_admin: SpendAdminServer<SpendAdminService>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     stop: CancellationToken,
-) -> JoinHandle<Result<(), tonic::transport::Error>> {
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, StartError> {
+    let mut builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(StartError::GrpcTlsConfig)?;
+    }
+    Ok(tokio::spawn(
+        builder
             .add_service(SyncServer::new(sync))
             .add_service(crate::admin::settings::server(admin.clone()))
             .add_service(crate::admin::audit::server(admin.clone()))
@@ -301,5 +319,5 @@ fn spawn_grpc_server(
             .add_service(AdminServer::new(admin))
             .add_service(IdentityAdminServer::new(identity_admin))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()),
-    )
+    ))
 }

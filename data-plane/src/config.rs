@@ -51,8 +51,8 @@ pub struct DataPlaneConfig {
     pub disconnect_drain_timeout: Duration,
     pub usage_batch_max: usize,
     pub usage_flush_interval: Duration,
-    /// Usage the control plane has not acknowledged at shutdown is written here, and sent
-    /// from here at the next start.
+    /// Usage journal: every record is appended here before it is queued (so it survives
+    /// `kill -9`); unacknowledged records in it are sent first at the next start.
     pub spool_path: Option<PathBuf>,
     /// The last good snapshot is kept here (encrypted under a key derived from the sync
     /// token) and served from at the next start until the control plane answers; `None` = off.
@@ -73,6 +73,11 @@ pub struct DataPlaneConfig {
     pub listener_limits: crate::listener::ListenerLimits,
     /// Per-address rate limit on the forwarded sign-in paths.
     pub sign_in_limit: crate::sign_in_limit::SignInLimitSettings,
+    /// TLS on the client listener (certificate reloaded when its files change); `None` =
+    /// cleartext HTTP/1.1 and h2c.
+    pub tls: Option<crate::listener::TlsSettings>,
+    /// How this data plane trusts (and proves itself to) an `https` control plane.
+    pub control_plane_tls: crate::control_plane::ControlPlaneTls,
 }
 
 impl DataPlaneConfig {
@@ -110,6 +115,8 @@ impl DataPlaneConfig {
             clock: Clock::system(),
             listener_limits: crate::listener::ListenerLimits::default(),
             sign_in_limit: crate::sign_in_limit::SignInLimitSettings::default(),
+            tls: None,
+            control_plane_tls: crate::control_plane::ControlPlaneTls::default(),
         }
     }
 
@@ -117,13 +124,19 @@ impl DataPlaneConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         match self.control_plane_url.parse::<http::Uri>() {
-            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
-            Ok(uri) if uri.scheme_str() == Some("https") => problems.push(
-                "control_plane_url: https is not supported by this build; use http inside the cluster"
-                    .to_owned(),
-            ),
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
+                if self.control_plane_tls.is_set() {
+                    problems.push(
+                        "control_plane_ca_file, control_plane_client_cert_file, control_plane_client_key_file: only with an https control_plane_url"
+                            .to_owned(),
+                    );
+                }
+            }
+            Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {
+                self.control_plane_tls.validate(&mut problems);
+            }
             _ => problems.push(format!(
-                "control_plane_url: `{}` is not an http://host:port URL",
+                "control_plane_url: `{}` is not an http(s)://host:port URL",
                 self.control_plane_url
             )),
         }
@@ -185,6 +198,9 @@ impl DataPlaneConfig {
         }
         self.listener_limits.validate(&mut problems);
         self.sign_in_limit.validate(&mut problems);
+        if let Some(tls) = &self.tls {
+            tls.validate(&mut problems);
+        }
         if self.retry_budget_percent > 100 {
             problems.push("retry_budget_percent: must be at most 100".to_owned());
         }
@@ -264,5 +280,24 @@ mod tests {
         assert!(c.validate().is_ok());
         c.control_plane_http_url = Some("cp:8081".into());
         assert_eq!(c.validate().unwrap_err().problems.len(), 1);
+    }
+
+    #[test]
+    fn control_plane_tls_files_need_an_https_url_and_must_be_readable() {
+        let mut c = config();
+        c.control_plane_url = "https://cp:50051".into();
+        assert!(c.validate().is_ok(), "public roots by default");
+        c.control_plane_tls.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.problems[0].starts_with("control_plane_ca_file: cannot read /nonexistent/ca.pem"),
+            "{err}"
+        );
+        c.control_plane_url = "http://cp:50051".into();
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.problems[0].contains("only with an https control_plane_url"),
+            "{err}"
+        );
     }
 }

@@ -2,7 +2,10 @@
 //! spend leases.
 //!
 //! One lazily connected channel (it reconnects by itself); every call carries the sync token
-//! as `authorization: Bearer …`.
+//! as `authorization: Bearer …`. An `https` URL is reached over TLS ([`tls`]), with a client
+//! certificate when one is configured.
+
+mod tls;
 
 use std::time::Duration;
 
@@ -13,6 +16,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+pub use tls::{ControlPlaneTls, ControlPlaneTlsError};
 
 use crate::budget::{CounterState, LeaseAsk, LeaseReply, SpendCallError, SpendSummary};
 
@@ -47,17 +52,35 @@ pub(crate) enum ConnectError {
     Url(#[source] tonic::transport::Error),
     #[error("the sync token contains characters not allowed in a header")]
     Token,
+    #[error(transparent)]
+    Tls(#[from] ControlPlaneTlsError),
 }
 
-/// Builds the client without connecting; the channel connects on first use.
+/// [`sync_api_over`] a cleartext channel.
+#[cfg(test)]
 pub(crate) fn sync_api(url: &str, token: &SecretString) -> Result<SyncApi, ConnectError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+    sync_api_over(url, token, &ControlPlaneTls::default())
+}
+
+/// Builds the client without connecting; the channel connects on first use (over TLS
+/// configured by `tls` for an `https` URL).
+pub(crate) fn sync_api_over(
+    url: &str,
+    token: &SecretString,
+    tls: &ControlPlaneTls,
+) -> Result<SyncApi, ConnectError> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(ConnectError::Url)?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(15))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
+    if endpoint.uri().scheme_str() == Some("https") {
+        endpoint = endpoint
+            .tls_config(tls.client_config()?)
+            .map_err(|e| ConnectError::Tls(ControlPlaneTlsError::Transport(e)))?;
+    }
     let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose_secret())
         .parse()
         .map_err(|_| ConnectError::Token)?;

@@ -4,8 +4,8 @@
 //! plane, authorizes the requested model, forwards the request to the routed provider,
 //! relays the answer without buffering, meters token usage from the provider's own report,
 //! and ships usage records back to the control plane. It never blocks on the control plane
-//! while serving: it keeps the last good snapshot, and usage waits in memory (or a local
-//! spool) until the control plane takes it.
+//! while serving: it keeps the last good snapshot, and usage waits in memory (and, when
+//! configured, in a local write-ahead journal) until the control plane takes it.
 //!
 //! It enforces spend caps by spending from slices of them leased from the control plane
 //! (see [`budget`]); only when a slice runs short does a request wait for a lease call.
@@ -41,9 +41,10 @@ mod usage;
 
 pub use budget::Clock;
 pub use config::{ConfigError, DataPlaneConfig};
+pub use control_plane::{ControlPlaneTls, ControlPlaneTlsError};
 pub use error::ErrorCode;
-pub use listener::ListenerLimits;
+pub use listener::{ListenerLimits, TlsError, TlsSettings};
 pub use providers::CredentialReferences;
 pub use server::{DataPlaneHandle, ShutdownError, StartError, spawn};
 pub use sign_in_limit::SignInLimitSettings;
-pub use usage::{ShipperError, SpoolError};
+pub use usage::{JournalError, ShipperError};

@@ -1,5 +1,5 @@
-//! The client-facing HTTP server: HTTP/1.1 and h2c on one port, its limits
-//! ([`ListenerLimits`]) and graceful shutdown.
+//! The client-facing HTTP server: HTTP/1.1 and h2c on one port (or HTTP/1.1 and h2 over TLS,
+//! see [`tls`]), its limits ([`ListenerLimits`]) and graceful shutdown.
 //!
 //! # Shutdown
 //!
@@ -13,6 +13,7 @@
 mod connection;
 mod in_flight;
 mod limits;
+mod tls;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use limits::ListenerLimits;
+pub(crate) use tls::ServerTls;
+pub use tls::{TlsError, TlsSettings};
 
 use crate::gateway::{ClientAddr, Gateway};
 use connection::Activity;
@@ -49,9 +52,14 @@ pub(crate) fn spawn_listener(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     limits: &ListenerLimits,
+    tls: Option<ServerTls>,
     stop: ListenerShutdown,
 ) -> JoinHandle<()> {
     let builder = Arc::new(limits.builder());
+    let reloader = tls
+        .as_ref()
+        .map(|tls| tls::spawn_certificate_reloader(tls, stop.shutdown.clone()));
+    let tls = tls.map(Arc::new);
     let in_flight = InFlight::new(limits.max_concurrent_requests);
     let idle_timeout = limits.header_read_timeout;
     tokio::spawn(async move {
@@ -83,9 +91,16 @@ pub(crate) fn spawn_listener(
                         });
                         let builder = builder.clone();
                         let shutdown = stop.shutdown.clone();
+                        let tls = tls.clone();
                         connections.spawn(async move {
-                            connection::serve(&builder, stream, service, &activity, idle_timeout, &shutdown)
-                                .await;
+                            match tls {
+                                None => connection::serve(&builder, stream, service, &activity, idle_timeout, &shutdown).await,
+                                Some(tls) => {
+                                    if let Some(stream) = tls.accept(stream, &shutdown).await {
+                                        connection::serve(&builder, stream, service, &activity, idle_timeout, &shutdown).await;
+                                    }
+                                }
+                            }
                         });
                     }
                     Err(error) => {
@@ -98,6 +113,9 @@ pub(crate) fn spawn_listener(
         }
         drop(listener);
         drop(gateway);
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         tracing::info!(
             open = connections.len(),
             "stopped accepting; draining connections"

@@ -9,7 +9,7 @@ use clap::{Parser, ValueEnum};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tollgate_data_plane::DataPlaneConfig;
-use tollgate_data_plane::{ListenerLimits, SignInLimitSettings};
+use tollgate_data_plane::{ControlPlaneTls, ListenerLimits, SignInLimitSettings, TlsSettings};
 use tollgate_telemetry::{LogOutput, TelemetryConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -40,9 +40,23 @@ struct Args {
     /// Operator listener for `/metrics` (Prometheus), `/healthz` and `/readyz`; off when unset.
     #[arg(long, env = "TOLLGATE_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
-    /// Address clients connect to (HTTP/1.1 and h2c).
+    /// Address clients connect to (HTTP/1.1 and h2c; HTTPS with --tls-cert-file).
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// PEM certificate chain (leaf first) served on --listen: clients then connect over TLS
+    /// (ALPN h2 and http/1.1). Reloaded without a restart when the file changes.
+    #[arg(long, env = "TOLLGATE_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "TOLLGATE_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// How often the TLS certificate and key files are checked for changes (SIGHUP checks at
+    /// once); a bad new pair is logged and the previous one kept.
+    #[arg(long, env = "TOLLGATE_TLS_RELOAD_INTERVAL_SECS", default_value_t = TlsSettings::DEFAULT_RELOAD_INTERVAL.as_secs())]
+    tls_reload_interval_secs: u64,
+    /// Time a client has to complete the TLS handshake.
+    #[arg(long, env = "TOLLGATE_TLS_HANDSHAKE_TIMEOUT_SECS", default_value_t = TlsSettings::DEFAULT_HANDSHAKE_TIMEOUT.as_secs())]
+    tls_handshake_timeout_secs: u64,
     /// The control plane's gRPC endpoint.
     #[arg(
         long,
@@ -50,6 +64,25 @@ struct Args {
         default_value = "http://127.0.0.1:50051"
     )]
     control_plane_url: String,
+    /// For an https --control-plane-url: PEM certificates the control plane's certificate must
+    /// chain to (default: the public web PKI roots).
+    #[arg(long, env = "TOLLGATE_CONTROL_PLANE_CA_FILE")]
+    control_plane_ca_file: Option<PathBuf>,
+    /// For an https --control-plane-url: PEM client certificate presented to the control plane
+    /// (mutual TLS).
+    #[arg(
+        long,
+        env = "TOLLGATE_CONTROL_PLANE_CLIENT_CERT_FILE",
+        requires = "control_plane_client_key_file"
+    )]
+    control_plane_client_cert_file: Option<PathBuf>,
+    /// PEM private key of --control-plane-client-cert-file.
+    #[arg(
+        long,
+        env = "TOLLGATE_CONTROL_PLANE_CLIENT_KEY_FILE",
+        requires = "control_plane_client_cert_file"
+    )]
+    control_plane_client_key_file: Option<PathBuf>,
     /// Token presented to the control plane (keep it in the environment, not on the command line).
     #[arg(long, env = "TOLLGATE_SYNC_TOKEN", hide_env_values = true)]
     sync_token: String,
@@ -165,7 +198,8 @@ struct Args {
     usage_batch_max: usize,
     #[arg(long, env = "TOLLGATE_USAGE_FLUSH_INTERVAL_MS", default_value_t = 1000)]
     usage_flush_interval_ms: u64,
-    /// File for usage the control plane has not acknowledged at shutdown.
+    /// Usage journal: every usage record is appended here before it is shipped, and what
+    /// the control plane has not acknowledged is sent from here at the next start.
     #[arg(long, env = "TOLLGATE_SPOOL_PATH")]
     spool_path: Option<PathBuf>,
     /// File the last good policy snapshot is kept in (encrypted with a key derived from the
@@ -243,6 +277,18 @@ impl Args {
             config.data_plane_id = id;
         }
         config.admin_listen = self.admin_listen;
+        if let (Some(cert_file), Some(key_file)) = (self.tls_cert_file, self.tls_key_file) {
+            config.tls = Some(TlsSettings {
+                reload_interval: Duration::from_secs(self.tls_reload_interval_secs),
+                handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_secs),
+                ..TlsSettings::new(cert_file, key_file)
+            });
+        }
+        config.control_plane_tls = ControlPlaneTls {
+            ca_file: self.control_plane_ca_file,
+            client_cert_file: self.control_plane_client_cert_file,
+            client_key_file: self.control_plane_client_key_file,
+        };
         config.max_body_bytes = self.max_body_bytes;
         config.upstream_connect_timeout = Duration::from_secs(self.upstream_connect_timeout_secs);
         config.upstream_first_byte_timeout =

@@ -248,7 +248,7 @@ impl Instruments {
 }
 
 /// Unacknowledged usage records: queued for the shipper, in its batches, or read back from
-/// the spool. Shared by the usage sink (adds) and the shipper (removes once acknowledged).
+/// the usage journal. Shared by the usage sink (adds) and the shipper (removes once acknowledged).
 #[derive(Debug, Default)]
 pub(crate) struct UsageBacklog(AtomicU64);
 

@@ -11,19 +11,20 @@ use tokio_util::task::TaskTracker;
 
 use crate::budget::{Spend, spawn_lease_keeper};
 use crate::config::{ConfigError, DataPlaneConfig};
-use crate::control_plane::{ConnectError, sync_api};
+use crate::control_plane::{ConnectError, ControlPlaneTlsError, sync_api_over};
 use crate::gateway::{Gateway, SideChannels};
 
 /// Response-header bound for forwarded OAuth calls and telemetry relays.
 const SIDE_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(15);
 use crate::admin_listener::{AdminState, spawn_admin_listener};
-use crate::listener::{ListenerShutdown, spawn_listener};
+use crate::listener::{ListenerShutdown, ServerTls, TlsError, spawn_listener};
 use crate::meter::DrainPolicy;
 use crate::routing::{Exchange, Router, spawn_health_reporter};
 use crate::snapshot::{SnapshotStore, spawn_snapshot_cache, spawn_snapshot_sync};
 use crate::upstream::UpstreamClient;
 use crate::usage::{
-    ShipperError, ShipperSettings, SpoolError, read_spool, spawn_usage_shipper, usage_channel,
+    Journal, JournalError, ShipperError, ShipperSettings, journaled_usage_channel,
+    spawn_usage_shipper,
 };
 
 /// Why a data plane could not start.
@@ -44,7 +45,11 @@ pub enum StartError {
     #[error("the sync token cannot be sent as a header")]
     SyncToken,
     #[error(transparent)]
-    Spool(#[from] SpoolError),
+    ControlPlaneTls(#[from] ControlPlaneTlsError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// Why a data plane did not stop cleanly.
@@ -88,7 +93,7 @@ impl std::fmt::Debug for DataPlaneHandle {
     }
 }
 
-/// Starts a data plane: binds the listener, reads back any usage spool, and spawns the
+/// Starts a data plane: binds the listener, reads back any usage journal, and spawns the
 /// snapshot sync, the usage shipper and the server. Returns once the port is bound; requests
 /// get 503 until the first snapshot arrives (from the control plane, or from the snapshot
 /// cache when one is configured and usable). Runs until `shutdown` is cancelled.
@@ -97,25 +102,35 @@ pub async fn spawn(
     shutdown: CancellationToken,
 ) -> Result<DataPlaneHandle, StartError> {
     config.validate()?;
-    let api = sync_api(&config.control_plane_url, &config.sync_token).map_err(|e| match e {
+    let api = sync_api_over(
+        &config.control_plane_url,
+        &config.sync_token,
+        &config.control_plane_tls,
+    )
+    .map_err(|e| match e {
         ConnectError::Url(source) => StartError::ControlPlaneUrl {
             url: config.control_plane_url.clone(),
             source,
         },
         ConnectError::Token => StartError::SyncToken,
+        ConnectError::Tls(error) => StartError::ControlPlaneTls(error),
     })?;
+    let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
     let bind_error = |source| StartError::Bind {
         addr: config.listen,
         source,
     };
     let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
     let addr = listener.local_addr().map_err(bind_error)?;
-    let spooled = match &config.spool_path {
-        Some(path) => read_spool(path).await?,
-        None => Vec::new(),
+    let (journal, spooled) = match &config.spool_path {
+        Some(path) => {
+            let (journal, records) = Journal::open(path)?;
+            (Some(Arc::new(journal)), records)
+        }
+        None => (None, Vec::new()),
     };
     if !spooled.is_empty() {
-        tracing::info!(count = spooled.len(), "re-sending spooled usage records");
+        tracing::info!(count = spooled.len(), "re-sending journaled usage records");
     }
 
     let snapshots = Arc::new(SnapshotStore::default());
@@ -137,7 +152,7 @@ pub async fn spawn(
         config.data_plane_id.clone(),
         config.clock.clone(),
     ));
-    let (usage, queue) = usage_channel();
+    let (usage, queue) = journaled_usage_channel(journal.clone());
     let usage_stop = CancellationToken::new();
     let shipper = spawn_usage_shipper(
         api.clone(),
@@ -147,7 +162,7 @@ pub async fn spawn(
             batch_max: config.usage_batch_max,
             flush_interval: config.usage_flush_interval,
             final_flush_timeout: config.shutdown_drain_timeout,
-            spool_path: config.spool_path.clone(),
+            journal,
         },
         spend.ledger().clone(),
         usage.backlog().clone(),
@@ -228,6 +243,7 @@ pub async fn spawn(
         listener,
         gateway,
         &config.listener_limits,
+        tls,
         ListenerShutdown {
             shutdown,
             drain_timeout: config.shutdown_drain_timeout,
@@ -266,7 +282,7 @@ impl DataPlaneHandle {
 
     /// Waits for the data plane to stop after its shutdown token is cancelled, in order:
     /// the server stopped accepting and drained, metering (and settling) of abandoned
-    /// streams finished, spend leases released, usage flushed (or spooled).
+    /// streams finished, spend leases released, usage flushed (or left in the journal).
     pub async fn wait(self) -> Result<(), ShutdownError> {
         let task = |task| move |source| ShutdownError::Task { task, source };
         let listener = self.listener.await.map_err(task("listener"));

@@ -1,12 +1,13 @@
 //! Usage records: one per metered request, shipped to the control plane.
 //!
 //! The request path hands a finished record to a [`UsageSink`] (an unbounded channel, so it
-//! never waits); the shipper batches, retries and spools them. Records carry the request id
+//! never waits; with a [`Journal`], the record is appended to it first); the shipper
+//! batches and retries them, and keeps the journal bounded. Records carry the request id
 //! (UUIDv7) as the idempotency key: re-sending a record is always safe.
 
 mod capture;
+mod journal;
 mod shipper;
-mod spool;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,10 +22,10 @@ use crate::metrics::{FinishedRequest, UsageBacklog, UserLabels};
 
 pub(crate) use capture::Capture;
 
+pub(crate) use journal::Journal;
+pub use journal::JournalError;
 pub use shipper::ShipperError;
 pub(crate) use shipper::{ShipperSettings, spawn_usage_shipper};
-pub use spool::SpoolError;
-pub(crate) use spool::read_spool;
 
 /// How a metered request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +71,7 @@ pub(crate) struct UsageRecord {
     pub cache_creation_5m_tokens: u64,
     pub cache_creation_1h_tokens: u64,
     pub cache_read_tokens: u64,
-    /// What the request cost in micro-USD (0 when nothing was billed). Records spooled by
+    /// What the request cost in micro-USD (0 when nothing was billed). Records journaled by
     /// earlier versions load with the spend fields empty.
     #[serde(default)]
     pub cost_micro_usd: u64,
@@ -99,6 +100,8 @@ impl UsageRecord {
 #[derive(Debug, Clone)]
 pub(crate) struct UsageSink {
     tx: mpsc::UnboundedSender<UsageRecord>,
+    /// Where each record is written before it is queued, when configured.
+    journal: Option<Arc<Journal>>,
     /// Records not yet acknowledged (the shipper counts them down).
     backlog: Arc<UsageBacklog>,
 }
@@ -106,10 +109,18 @@ pub(crate) struct UsageSink {
 /// The receiving end, owned by the shipper.
 pub(crate) type UsageQueue = mpsc::UnboundedReceiver<UsageRecord>;
 
+#[cfg(test)]
 pub(crate) fn usage_channel() -> (UsageSink, UsageQueue) {
+    journaled_usage_channel(None)
+}
+
+/// Like [`usage_channel`], with every record appended to `journal` (if any) before it is
+/// queued.
+pub(crate) fn journaled_usage_channel(journal: Option<Arc<Journal>>) -> (UsageSink, UsageQueue) {
     let (tx, rx) = mpsc::unbounded_channel();
     let sink = UsageSink {
         tx,
+        journal,
         backlog: Arc::default(),
     };
     (sink, rx)
@@ -118,10 +129,19 @@ pub(crate) fn usage_channel() -> (UsageSink, UsageQueue) {
 impl UsageSink {
     fn send(&self, record: UsageRecord) {
         self.backlog.add(1);
-        if let Err(lost) = self.tx.send(record) {
+        let queue = |record: UsageRecord| self.tx.send(record).map_err(|lost| lost.0.request_id);
+        let queued = match &self.journal {
+            Some(journal) => journal.append(record, queue),
+            None => queue(record),
+        };
+        if let Err(request_id) = queued {
             self.backlog.acknowledged(1);
             // Only after the shipper has stopped, i.e. past shutdown's final flush.
-            tracing::error!(request_id = %lost.0.request_id, "usage record produced after shutdown was lost");
+            if self.journal.is_some() {
+                tracing::warn!(%request_id, "usage record produced after shutdown left in the journal for the next start");
+            } else {
+                tracing::error!(%request_id, "usage record produced after shutdown was lost");
+            }
         }
     }
 

@@ -80,7 +80,7 @@ async fn check_config_refuses_each_kind_of_data_plane_mistake_precisely() {
                 "ftp://cp:1",
             ],
             &[],
-            "control_plane_url: `ftp://cp:1` is not an http://host:port URL",
+            "control_plane_url: `ftp://cp:1` is not an http(s)://host:port URL",
         ),
         (
             &["--sync-token", "tgs_check", "--max-attempts", "0"],

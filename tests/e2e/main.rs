@@ -8,6 +8,7 @@ mod access;
 mod admin_cli;
 mod admin_identity_cli;
 mod auth;
+mod chaos;
 mod claude_code;
 mod config_check;
 mod deploy;

@@ -27,6 +27,25 @@ pub struct AdminArgs {
         default_value = ".tollgate/admin-key"
     )]
     pub admin_key_file: PathBuf,
+    /// For an https endpoint: PEM certificates the control plane's certificate must chain to
+    /// (default: the public web PKI roots).
+    #[arg(long, env = "TOLLGATE_ADMIN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// For an https endpoint whose control plane requires client certificates (mutual TLS):
+    /// the PEM client certificate to present.
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_CLIENT_CERT_FILE",
+        requires = "client_key_file"
+    )]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of --client-cert-file.
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_CLIENT_KEY_FILE",
+        requires = "client_cert_file"
+    )]
+    pub client_key_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
     pub format: Format,

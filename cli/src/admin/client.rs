@@ -11,7 +11,7 @@ use tollgate_proto::v1::{
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::args::AdminArgs;
 
@@ -119,14 +119,50 @@ impl DerefMut for AdminClient {
 
 /// Connects to `endpoint` with `admin_key`.
 pub async fn connect(endpoint: &str, admin_key: &str) -> anyhow::Result<AdminClient> {
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("invalid control-plane endpoint `{endpoint}`"))?
+    connect_with_tls(endpoint, admin_key, None).await
+}
+
+/// Like [`connect`]; an `https` endpoint is reached over TLS trusting `--ca-file` (else the
+/// public web PKI roots) and presenting `--client-cert-file` when given.
+pub async fn connect_with_tls(
+    endpoint: &str,
+    admin_key: &str,
+    tls: Option<&AdminArgs>,
+) -> anyhow::Result<AdminClient> {
+    let mut channel = Endpoint::from_shared(endpoint.to_owned())
+        .with_context(|| format!("invalid control-plane endpoint `{endpoint}`"))?;
+    if channel.uri().scheme_str() == Some("https") {
+        channel = channel
+            .tls_config(client_tls(tls)?)
+            .context("cannot configure TLS to the control plane")?;
+    }
+    let channel = channel
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(60))
         .connect()
         .await
         .with_context(|| format!("cannot reach the control plane at {endpoint}"))?;
     AdminClient::new(channel, admin_key)
+}
+
+/// TLS settings for an `https` endpoint from `--ca-file` and `--client-cert-file`/`--client-key-file`.
+fn client_tls(args: Option<&AdminArgs>) -> anyhow::Result<ClientTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let mut tls = ClientTlsConfig::new();
+    tls = match args.and_then(|a| a.ca_file.as_deref()) {
+        Some(path) => tls.ca_certificate(Certificate::from_pem(read(path)?)),
+        None => tls.with_webpki_roots(),
+    };
+    if let Some((cert, key)) = args.and_then(|a| {
+        a.client_cert_file
+            .as_deref()
+            .zip(a.client_key_file.as_deref())
+    }) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(tls)
 }
 
 /// The admin key from `--admin-key`/`TOLLGATE_ADMIN_KEY`, else from the key file.

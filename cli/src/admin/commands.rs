@@ -6,7 +6,7 @@ use tollgate_proto::v1 as pb;
 use super::args::{
     AdminArgs, AdminCommand, GroupCmd, KeyCmd, ModelCmd, PrincipalCmd, UsageArgs, UsageCmd, UserCmd,
 };
-use super::client::{AdminClient, admin_key, connect};
+use super::client::{AdminClient, admin_key, connect_with_tls};
 use super::time_arg::{format_instant, parse_duration, parse_instant};
 use crate::report::{Format, Report};
 
@@ -25,7 +25,7 @@ use settings::{settings, telemetry};
 /// Runs one admin command, printing its result to stdout.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let key = admin_key(&args)?;
-    let mut client = connect(&args.endpoint, &key).await?;
+    let mut client = connect_with_tls(&args.endpoint, &key, Some(&args)).await?;
     let out = execute(&mut client, args.command, args.format).await?;
     print!("{out}");
     Ok(())

@@ -26,5 +26,6 @@ mod snapshot;
 mod spend;
 mod support;
 mod sync;
+mod tls;
 mod usage;
 mod usage_export;

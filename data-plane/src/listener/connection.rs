@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -81,16 +81,17 @@ impl Drop for ActiveRequest {
     }
 }
 
-/// Serves `stream` until the connection ends; asks it to finish at `shutdown` or when idle
-/// for `idle_timeout`.
-pub(crate) async fn serve<S>(
+/// Serves `stream` (TCP, or TLS over it) until the connection ends; asks it to finish at
+/// `shutdown` or when idle for `idle_timeout`.
+pub(crate) async fn serve<I, S>(
     builder: &auto::Builder<TokioExecutor>,
-    stream: TcpStream,
+    stream: I,
     service: S,
     activity: &Activity,
     idle_timeout: Duration,
     shutdown: &CancellationToken,
 ) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<http::Request<Incoming>, Response = http::Response<ResponseBody>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -1,7 +1,7 @@
-//! Ships usage records to the control plane in batches, in order, without dropping any.
+//! Ships usage records to the control plane in batches, in order, without dropping any;
+//! fsyncs and compacts the usage journal, when there is one.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::v1 as pb;
 
-use super::spool::{SpoolError, remove_spool, write_spool};
+use super::journal::{Journal, JournalError};
 use super::{Outcome, UsageQueue, UsageRecord};
 use crate::backoff::Backoff;
 use crate::budget::Ledger;
@@ -21,33 +21,44 @@ use crate::metrics::UsageBacklog;
 /// One `ReportUsage` call may take this long before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A journal at least this large is rewritten once at least as many of its records are
+/// acknowledged as are not (so rewriting costs O(1) per record).
+const COMPACT_MIN_BYTES: u64 = 1024 * 1024;
+
+/// A journal holding acknowledged records is rewritten at least this often.
+const COMPACT_INTERVAL: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub(crate) struct ShipperSettings {
     pub batch_max: usize,
     pub flush_interval: Duration,
-    /// How long the final flush at shutdown keeps trying before spooling.
+    /// How long the final flush at shutdown keeps trying before leaving the rest in the
+    /// journal.
     pub final_flush_timeout: Duration,
-    pub spool_path: Option<PathBuf>,
+    /// Where every record was appended before it was queued (`--spool-path`).
+    pub journal: Option<Arc<Journal>>,
 }
 
-/// Records that could be neither delivered nor spooled at shutdown.
+/// Records that could not be delivered at shutdown and may be lost.
 #[derive(Debug, thiserror::Error)]
 pub enum ShipperError {
     #[error("{count} usage records could not be delivered and no spool path is configured")]
     Undelivered { count: usize },
-    #[error("{count} usage records could not be delivered or spooled: {source}")]
-    Spool {
+    #[error(
+        "{count} usage records could not be delivered and the usage journal could not be written: {source}"
+    )]
+    Journal {
         count: usize,
         #[source]
-        source: SpoolError,
+        source: JournalError,
     },
 }
 
-/// Starts the shipper. `spooled` (records read back from the spool) are sent first. Runs
+/// Starts the shipper. `spooled` (records read back from the journal) are sent first. Runs
 /// until `stop` is cancelled, then flushes what is queued (bounded by
-/// `final_flush_timeout`) and spools the rest. Acknowledged costs are noted in `ledger`
-/// (so utilisation counts each cost once, whether or not the control plane has it yet), and
-/// `backlog` is counted down.
+/// `final_flush_timeout`) and leaves the rest in the journal. Acknowledged costs are noted
+/// in `ledger` (so utilisation counts each cost once, whether or not the control plane has
+/// it yet), and `backlog` is counted down.
 pub(crate) fn spawn_usage_shipper(
     api: SyncApi,
     queue: UsageQueue,
@@ -63,11 +74,12 @@ pub(crate) fn spawn_usage_shipper(
         ledger,
         backlog,
         queue,
-        spooled_unacked: spooled.len(),
         pending: spooled.into(),
         settings,
         backoff: Backoff::control_plane(),
         retry_at: None,
+        journal_acked: 0,
+        compacted_at: Instant::now(),
     };
     tokio::spawn(shipper.run(stop))
 }
@@ -79,11 +91,13 @@ struct Shipper {
     queue: UsageQueue,
     /// Oldest first; only ever removed from the front, once acknowledged.
     pending: VecDeque<UsageRecord>,
-    /// How many records at the front of `pending` came from the spool file.
-    spooled_unacked: usize,
     settings: ShipperSettings,
     backoff: Backoff,
     retry_at: Option<Instant>,
+    /// Acknowledged records still in the journal (since it was last truncated or rewritten).
+    journal_acked: usize,
+    /// When the journal was last truncated or rewritten.
+    compacted_at: Instant,
 }
 
 impl Shipper {
@@ -92,6 +106,7 @@ impl Shipper {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_attempt = Instant::now();
+        let mut last_tended = Instant::now();
         loop {
             let tick = tokio::select! {
                 biased;
@@ -116,8 +131,49 @@ impl Shipper {
                 last_attempt = Instant::now();
                 self.send_pending().await;
             }
+            if tick || last_tended.elapsed() >= interval {
+                last_tended = Instant::now();
+                self.tend_journal().await;
+            }
         }
         self.final_flush().await
+    }
+
+    /// Once a flush interval: truncates the journal if everything in it is acknowledged,
+    /// rewrites it when enough of it is, and fsyncs it.
+    async fn tend_journal(&mut self) {
+        let Some(journal) = self.settings.journal.clone() else {
+            return;
+        };
+        if self.journal_acked > 0 {
+            let cut = journal.cut(|| self.take_queued());
+            let compacted = if self.pending.is_empty() {
+                journal.truncate(cut)
+            } else if self.compacted_at.elapsed() >= COMPACT_INTERVAL
+                || (journal.len() >= COMPACT_MIN_BYTES && self.journal_acked >= self.pending.len())
+            {
+                let records = Vec::from(self.pending.clone());
+                let journal = journal.clone();
+                blocking(move || journal.rewrite(cut, &records)).await
+            } else {
+                Ok(false)
+            };
+            match compacted {
+                Ok(true) => {
+                    self.journal_acked = 0;
+                    self.compacted_at = Instant::now();
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    // Not retried before the next interval.
+                    self.compacted_at = Instant::now();
+                    tracing::warn!(%error, "cannot compact the usage journal");
+                }
+            }
+        }
+        if let Err(error) = blocking(move || journal.sync()).await {
+            tracing::warn!(%error, "cannot fsync the usage journal");
+        }
     }
 
     /// Moves everything already queued into `pending` without waiting.
@@ -172,18 +228,12 @@ impl Shipper {
             }
         }
         self.backlog.acknowledged(count as u64);
-        if self.spooled_unacked > 0 {
-            self.spooled_unacked = self.spooled_unacked.saturating_sub(count);
-            if self.spooled_unacked == 0
-                && let Some(path) = &self.settings.spool_path
-            {
-                remove_spool(path).await;
-            }
-        }
+        self.journal_acked += count;
         Ok(())
     }
 
-    /// At shutdown: deliver what is left within the bound, spool the rest.
+    /// At shutdown: deliver what is left within the bound; leave the rest (only) in the
+    /// journal.
     async fn final_flush(mut self) -> Result<(), ShipperError> {
         let deadline = Instant::now() + self.settings.final_flush_timeout;
         self.backoff.reset();
@@ -203,24 +253,48 @@ impl Shipper {
             }
             self.take_queued();
         }
-        self.take_queued();
-        let count = self.pending.len();
-        if count == 0 {
-            return Ok(());
-        }
-        let Some(path) = &self.settings.spool_path else {
+        let Some(journal) = self.settings.journal.clone() else {
+            self.take_queued();
+            let count = self.pending.len();
+            if count == 0 {
+                return Ok(());
+            }
             tracing::error!(
                 count,
                 "usage records undelivered at shutdown and no spool configured"
             );
             return Err(ShipperError::Undelivered { count });
         };
-        write_spool(path, &self.pending)
-            .await
-            .map_err(|source| ShipperError::Spool { count, source })?;
-        tracing::warn!(count, path = %path.display(), "usage records spooled; they are sent at the next start");
+        let cut = journal.cut(|| self.take_queued());
+        let records = Vec::from(self.pending);
+        let count = records.len();
+        blocking(move || {
+            if records.is_empty() {
+                journal.truncate(cut)?;
+            } else {
+                journal.rewrite(cut, &records)?;
+            }
+            journal.sync()
+        })
+        .await
+        .map_err(|source| ShipperError::Journal { count, source })?;
+        if count > 0 {
+            tracing::warn!(
+                count,
+                "usage records left in the journal; they are sent at the next start"
+            );
+        }
         Ok(())
     }
+}
+
+/// Runs journal file work off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
+) -> Result<T, JournalError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(JournalError::Interrupted)?
 }
 
 fn to_proto(r: &UsageRecord) -> pb::UsageRecord {
