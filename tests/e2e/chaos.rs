@@ -24,9 +24,8 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tollgate_cli::pg_cluster::{ClusterOptions, PrivateCluster};
 use tollgate_e2e::binaries::{Process, binary, free_port};
-use tollgate_e2e::postgres::{TestDatabase, target_dir};
+use tollgate_e2e::postgres::{OwnedCluster, TestDatabase, target_dir};
 use tollgate_e2e::stack::{OPUS, SONNET, secret_value, target};
 use tollgate_e2e::{FakeAnthropic, Reply};
 use tollgate_proto::v1 as pb;
@@ -57,7 +56,7 @@ async fn clients_see_only_drain_contract_failures_and_every_served_request_is_re
     binary("tollgate-data-plane").await.unwrap();
     let setup = Instant::now();
     let root = CancellationToken::new();
-    let mut cluster = Cluster::start().await;
+    let mut cluster = OwnedCluster::start("tollgate-pg-chaos-").await.unwrap();
     let db = TestDatabase::create_on(&cluster.admin_url()).await.unwrap();
     let fakes = Fakes::start(&root).await;
 
@@ -92,9 +91,9 @@ async fn clients_see_only_drain_contract_failures_and_every_served_request_is_re
     pause(3).await;
 
     chaos.phase("postgres restarting, control plane down", &load);
-    cluster.stop().await;
+    cluster.stop().await.unwrap();
     pause(1).await;
-    cluster.start_again().await;
+    cluster.restart().await.unwrap();
     pause(2).await;
 
     chaos.phase("control plane started again", &load);
@@ -1055,73 +1054,3 @@ async fn usage_by_request(pool: &sqlx::PgPool) -> HashMap<String, Recorded> {
 
 // ---------------------------------------------------------------------------------------
 // PostgreSQL: a private cluster stopped and started again on the same port.
-
-/// A private cluster under the target directory, stopped (immediately) when dropped.
-struct Cluster {
-    options: ClusterOptions,
-    server: Option<PrivateCluster>,
-    _dir: TempDir,
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("tollgate-pg-chaos-")
-            .tempdir_in(target_dir())
-            .unwrap();
-        let mut options = ClusterOptions {
-            dir: dir.path().to_owned(),
-            port: 0,
-            ephemeral: true,
-        };
-        let server = PrivateCluster::start(&options).await.unwrap();
-        options.port = server.port();
-        Cluster {
-            options,
-            server: Some(server),
-            _dir: dir,
-        }
-    }
-
-    fn admin_url(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/postgres",
-            self.options.port
-        )
-    }
-
-    async fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.stop().await.unwrap();
-        }
-    }
-
-    /// Starts the same cluster again, on the same port.
-    async fn start_again(&mut self) {
-        self.stop().await;
-        self.server = Some(PrivateCluster::start(&self.options).await.unwrap());
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(server) = &self.server {
-            let pg_ctl = server.bindir().join("pg_ctl");
-            let mut command = match server.run_as() {
-                Some(user) => {
-                    let mut c = std::process::Command::new("runuser");
-                    c.args(["-u", user, "--"]).arg(pg_ctl);
-                    c
-                }
-                None => std::process::Command::new(pg_ctl),
-            };
-            let _ = command
-                .arg("-D")
-                .arg(server.data_dir())
-                .args(["-m", "immediate", "-w", "stop"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}

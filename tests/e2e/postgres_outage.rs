@@ -5,82 +5,12 @@
 
 use std::time::Duration;
 
-use tollgate_cli::pg_cluster::{ClusterOptions, PrivateCluster};
+use tollgate_e2e::postgres::OwnedCluster;
 use tollgate_e2e::stack::SONNET;
 use tollgate_e2e::{Reply, Stack};
 use tollgate_proto::v1 as pb;
 
 use crate::support::{eventually, message_body, post_messages, usage_rows};
-
-/// A private cluster under a temporary directory, stopped (immediately) when dropped.
-struct Cluster {
-    options: ClusterOptions,
-    server: Option<PrivateCluster>,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("tollgate-pg-outage-")
-            .tempdir_in(tollgate_e2e::postgres::target_dir())
-            .unwrap();
-        let mut options = ClusterOptions {
-            dir: dir.path().to_owned(),
-            port: 0,
-            ephemeral: true,
-        };
-        let server = PrivateCluster::start(&options).await.unwrap();
-        options.port = server.port();
-        Cluster {
-            options,
-            server: Some(server),
-            _dir: dir,
-        }
-    }
-
-    fn admin_url(&self) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/postgres",
-            self.options.port
-        )
-    }
-
-    async fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.stop().await.unwrap();
-        }
-    }
-
-    /// Starts the same cluster again, on the same port.
-    async fn restart(&mut self) {
-        self.stop().await;
-        self.server = Some(PrivateCluster::start(&self.options).await.unwrap());
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(server) = &self.server {
-            let pg_ctl = server.bindir().join("pg_ctl");
-            let mut command = match server.run_as() {
-                Some(user) => {
-                    let mut c = std::process::Command::new("runuser");
-                    c.args(["-u", user, "--"]).arg(pg_ctl);
-                    c
-                }
-                None => std::process::Command::new(pg_ctl),
-            };
-            let _ = command
-                .arg("-D")
-                .arg(server.data_dir())
-                .args(["-m", "immediate", "-w", "stop"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
 
 fn haiku() -> pb::UpsertModelRequest {
     pb::UpsertModelRequest {
@@ -92,7 +22,7 @@ fn haiku() -> pb::UpsertModelRequest {
 
 #[tokio::test]
 async fn a_postgres_restart_loses_no_usage_and_admin_writes_fail_cleanly_meanwhile() {
-    let mut cluster = Cluster::start().await;
+    let mut cluster = OwnedCluster::start("tollgate-pg-outage-").await.unwrap();
     let stack = Stack::start_on_server(&cluster.admin_url()).await.unwrap();
     stack.fake.reply_with(Reply::message(SONNET, "hi", 3, 2));
     let dp = stack.data_plane().await.unwrap();
@@ -103,7 +33,7 @@ async fn a_postgres_restart_loses_no_usage_and_admin_writes_fail_cleanly_meanwhi
         served += 1;
     }
 
-    cluster.stop().await;
+    cluster.stop().await.unwrap();
     // Requests go on, on the last policy, while their usage waits for the database.
     for _ in 0..4 {
         let resp = post_messages(&dp.url, &stack.alice_key, message_body(SONNET, true)).await;
@@ -120,7 +50,7 @@ async fn a_postgres_restart_loses_no_usage_and_admin_writes_fail_cleanly_meanwhi
     assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
     assert!(failed.message().contains("database"), "{failed:?}");
 
-    cluster.restart().await;
+    cluster.restart().await.unwrap();
     // The same control plane (not restarted) serves admin writes again…
     let recovered = eventually(Duration::from_secs(30), || {
         let mut admin = admin.clone();
@@ -166,5 +96,5 @@ async fn a_postgres_restart_loses_no_usage_and_admin_writes_fail_cleanly_meanwhi
     assert_eq!(entries, head, "no gap or half-written audit entry");
     pool.close().await;
     stack.finish().await;
-    cluster.stop().await;
+    cluster.stop().await.unwrap();
 }

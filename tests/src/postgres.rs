@@ -145,6 +145,81 @@ fn spawn_watchdog(dir: &std::path::Path, cluster: &PrivateCluster) -> anyhow::Re
     Ok(())
 }
 
+/// A private PostgreSQL cluster owned by one test, which may stop it and start it again on
+/// the same port (an outage); stopped (immediately) when dropped, on every exit path.
+pub struct OwnedCluster {
+    options: ClusterOptions,
+    server: Option<PrivateCluster>,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnedCluster {
+    /// Initialises and starts a cluster under a temporary directory in the target directory.
+    pub async fn start(prefix: &str) -> anyhow::Result<OwnedCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(target_dir())?;
+        let mut options = ClusterOptions {
+            dir: dir.path().to_owned(),
+            port: 0,
+            ephemeral: true,
+        };
+        let server = PrivateCluster::start(&options).await?;
+        options.port = server.port();
+        Ok(OwnedCluster {
+            options,
+            server: Some(server),
+            _dir: dir,
+        })
+    }
+
+    /// An admin URL of the cluster (user `postgres`, database `postgres`).
+    pub fn admin_url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.options.port
+        )
+    }
+
+    /// Stops the server (fast shutdown); a no-op when it is stopped.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(server) = self.server.take() {
+            server.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the same cluster again, on the same port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        self.server = Some(PrivateCluster::start(&self.options).await?);
+        Ok(())
+    }
+}
+
+impl Drop for OwnedCluster {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            let pg_ctl = server.bindir().join("pg_ctl");
+            let mut command = match server.run_as() {
+                Some(user) => {
+                    let mut c = std::process::Command::new("runuser");
+                    c.args(["-u", user, "--"]).arg(pg_ctl);
+                    c
+                }
+                None => std::process::Command::new(pg_ctl),
+            };
+            let _ = command
+                .arg("-D")
+                .arg(server.data_dir())
+                .args(["-m", "immediate", "-w", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// `target/` of this workspace (or `CARGO_TARGET_DIR`).
 pub fn target_dir() -> PathBuf {
     if let Ok(d) = std::env::var("CARGO_TARGET_DIR") {
