@@ -120,12 +120,29 @@ async fn start(db: &TestDatabase, otlp: &FakeOtlp, fake: &FakeAnthropic) -> Serv
     )
     .unwrap();
     let dp_admin = format!("http://127.0.0.1:{dp_admin_port}");
+    // Ready, and holding the policy the seeding produced (compiles run behind the writes).
+    let seeded: i64 = {
+        let pool = db.pool().await.unwrap();
+        let v = sqlx::query_scalar("SELECT version FROM policy_version")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        v
+    };
     assert!(
         eventually(Duration::from_secs(30), || async {
             get(&format!("{dp_admin}/readyz")).await.0 == 200
+                && get(&format!("{dp_admin}/metrics"))
+                    .await
+                    .1
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("tollgate_policy_snapshot_version "))
+                    .filter_map(|v| v.trim().parse::<i64>().ok())
+                    .any(|v| v >= seeded)
         })
         .await,
-        "data plane not ready: {}",
+        "data plane not ready with policy {seeded}: {}",
         dp.output()
     );
     Servers {
