@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tollgate/v1/settings_admin.proto",
         "tollgate/v1/spend_admin.proto",
         "tollgate/v1/audit_admin.proto",
+        "tollgate/v1/rate_limit_admin.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

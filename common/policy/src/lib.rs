@@ -11,6 +11,7 @@ mod caller;
 mod credential;
 mod pricing;
 mod provider;
+mod rate_limit;
 mod settings;
 mod snapshot;
 mod token;
@@ -28,6 +29,9 @@ pub use provider::{
     AnthropicProvider, BEDROCK_ANTHROPIC_VERSION, BedrockApi, BedrockAuth, BedrockProvider,
     FoundryAuth, FoundryProvider, InvalidProvider, Provider, ProviderKind, SecretSource, Timeouts,
     VERTEX_ANTHROPIC_VERSION, VertexAuth, VertexProvider,
+};
+pub use rate_limit::{
+    AppliedLimit, BucketKey, RateLimit, RateLimitKind, RateLimitScope, RateLimits,
 };
 pub use settings::{ManagedSettings, SettingsDocument, canonical_json, checksum};
 pub use snapshot::{Group, InvalidSnapshot, Model, Route, RouteTarget, Snapshot};

@@ -12,6 +12,7 @@ use crate::budget::Budgets;
 use crate::credential::{ApiKey, AuthError, Principal, PrincipalKind, secret_sha256};
 use crate::pricing::TargetPrice;
 use crate::provider::{InvalidProvider, Provider, Timeouts};
+use crate::rate_limit::RateLimits;
 use crate::settings::SettingsDocument;
 use crate::token::TokenVerifier;
 
@@ -120,6 +121,8 @@ pub enum InvalidSnapshot {
     BadPrice { model: String, reason: String },
     #[error("budgets are invalid: {0}")]
     BadBudget(String),
+    #[error("rate limits are invalid: {0}")]
+    BadRateLimit(String),
 }
 
 /// The validated, indexed policy a data plane enforces. Immutable once built.
@@ -145,6 +148,7 @@ pub struct Snapshot {
     settings_documents: Vec<SettingsDocument>,
     telemetry_collector_url: Option<String>,
     budgets: Budgets,
+    rate_limits: RateLimits,
     /// Prompts and completions are written to the data plane's logs (an audited admin
     /// setting; off by default).
     pub content_capture: bool,
@@ -154,6 +158,11 @@ impl Snapshot {
     /// The spend caps and their settings.
     pub fn budgets(&self) -> &Budgets {
         &self.budgets
+    }
+
+    /// The rate limits and upstream ceilings.
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.rate_limits
     }
 
     /// Finds the active key for a presented secret.
@@ -264,6 +273,8 @@ impl TryFrom<pb::Snapshot> for Snapshot {
         };
         let budgets =
             Budgets::from_pb(pb.budgets, pb.budget_settings).map_err(InvalidSnapshot::BadBudget)?;
+        let rate_limits =
+            RateLimits::from_pb(pb.rate_limits).map_err(InvalidSnapshot::BadRateLimit)?;
         let group_ids_by_name = groups
             .values()
             .map(|g| (g.name.clone(), g.id.clone()))
@@ -285,6 +296,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             settings_documents,
             telemetry_collector_url,
             budgets,
+            rate_limits,
             content_capture: pb.content_capture,
         })
     }
