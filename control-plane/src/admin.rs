@@ -116,8 +116,9 @@ pub(crate) use handle;
 
 type Reply<T> = Result<Response<T>, Status>;
 
-// After `handle!`, which it uses.
+// After `handle!`, which they use.
 pub mod audit;
+pub mod rate_limit;
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {

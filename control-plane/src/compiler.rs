@@ -46,6 +46,7 @@ pub async fn compile(pool: &PgPool, secrets: &SecretsKey) -> Result<pb::Snapshot
     let identity_rows = identity::load(&mut tx).await?;
     let settings_rows = crate::store::settings::load_policy(&mut tx).await?;
     let budget_rows = budgets::load(&mut tx).await?;
+    let rate_limit_rows = rate_limits::load(&mut tx).await?;
     let price_rows = crate::store::price::load(&mut tx).await?;
     let observability = crate::store::observability::get_in(&mut tx).await?;
     tx.commit().await.map_err(StoreError::from)?;
@@ -53,6 +54,7 @@ pub async fn compile(pool: &PgPool, secrets: &SecretsKey) -> Result<pb::Snapshot
     identity::apply(&mut snapshot, identity_rows);
     settings::apply(&mut snapshot, settings_rows);
     budgets::apply(&mut snapshot, budget_rows);
+    rate_limits::apply(&mut snapshot, rate_limit_rows);
     pricing::apply(&mut snapshot, &price_rows)?;
     snapshot.content_capture = observability.content_capture;
     validate(&snapshot)?;
@@ -225,6 +227,7 @@ pub fn provider_kind(kind: &str) -> pb::ProviderKind {
 pub(crate) mod budgets;
 mod identity;
 mod pricing;
+mod rate_limits;
 mod settings;
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,9 @@ pub struct ControlPlaneConfig {
     pub admin_listen: Option<SocketAddr>,
     /// TLS (optionally mutual) on the gRPC listener; `None` = plaintext.
     pub grpc_tls: Option<crate::tls::GrpcTls>,
+    /// Where rate-limit buckets and concurrency leases read the time: the system clock,
+    /// or a manual one in tests.
+    pub clock: crate::clock::Clock,
 }
 
 impl ControlPlaneConfig {
@@ -83,6 +86,7 @@ impl ControlPlaneConfig {
             audit_checkpoint_file: None,
             admin_listen: None,
             grpc_tls: None,
+            clock: crate::clock::Clock::system(),
         }
     }
 }

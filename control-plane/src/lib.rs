@@ -17,6 +17,7 @@ pub mod admin;
 pub mod audit;
 pub mod audit_retention;
 mod bootstrap;
+mod clock;
 pub mod compiler;
 mod config;
 mod credential;
@@ -33,6 +34,7 @@ pub mod sync;
 mod tls;
 mod webhook;
 
+pub use clock::Clock;
 pub use config::ControlPlaneConfig;
 pub use server::{ControlPlaneHandle, RunError, StartError, spawn};
 pub use store::{StoreError, migrate};

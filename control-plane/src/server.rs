@@ -13,12 +13,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tollgate_proto::v1::admin_server::AdminServer;
 use tollgate_proto::v1::identity_admin_server::IdentityAdminServer;
+use tollgate_proto::v1::rate_limit_admin_server::RateLimitAdminServer;
 use tollgate_proto::v1::spend_admin_server::SpendAdminServer;
 use tollgate_proto::v1::sync_server::SyncServer;
 use tracing::{info, warn};
 
 use crate::admin::AdminService;
 use crate::admin::identity::IdentityAdminService;
+use crate::admin::rate_limit::RateLimitAdminService;
 use crate::admin::spend::SpendAdminService;
 use crate::bootstrap;
 use crate::config::ControlPlaneConfig;
@@ -191,10 +193,17 @@ pub async fn spawn(
         identity.clone(),
         stop.clone(),
     );
-    let sync = SyncService::new(pool.clone(), snapshots, config.sync_token, stop.clone());
+    let sync = SyncService::new(
+        pool.clone(),
+        snapshots,
+        config.sync_token,
+        config.clock.clone(),
+        stop.clone(),
+    );
     let admin = AdminService::new(pool.clone(), boot.org_id, identity.clone());
     let identity_admin = IdentityAdminService::new(admin.clone(), identity.clone());
     let spend_admin = crate::admin::spend::server(admin.clone(), identity.clone());
+    let rate_limit_admin = crate::admin::rate_limit::server(admin.clone(), config.clock.clone());
     let webhooks = crate::webhook::spawn(pool.clone(), identity.clone(), stop.clone());
     // Stops with `stop`; a pass cut short rolls back (nothing is deleted).
     crate::audit_retention::spawn(pool.clone(), config.audit_archive_dir.clone(), stop.clone());
@@ -213,10 +222,13 @@ pub async fn spawn(
     })?;
     let server = spawn_grpc_server(
         listener,
-        sync,
-        admin,
-        identity_admin,
-        spend_admin,
+        GrpcServices {
+            sync,
+            admin,
+            identity_admin,
+            spend_admin,
+            rate_limit_admin,
+        },
         grpc_tls,
         stop.clone(),
     )
@@ -294,12 +306,18 @@ async fn start_identity(
     Ok(identity)
 }
 
-fn spawn_grpc_server(
-    listener: TcpListener,
+/// The services of the gRPC listener.
+struct GrpcServices {
     sync: SyncService,
     admin: AdminService,
     identity_admin: IdentityAdminService,
     spend_admin: SpendAdminServer<SpendAdminService>,
+    rate_limit_admin: RateLimitAdminServer<RateLimitAdminService>,
+}
+
+fn spawn_grpc_server(
+    listener: TcpListener,
+    services: GrpcServices,
     tls: Option<tonic::transport::ServerTlsConfig>,
     stop: CancellationToken,
 ) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, StartError> {
@@ -310,12 +328,20 @@ fn spawn_grpc_server(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).map_err(StartError::GrpcTlsConfig)?;
     }
+    let GrpcServices {
+        sync,
+        admin,
+        identity_admin,
+        spend_admin,
+        rate_limit_admin,
+    } = services;
     Ok(tokio::spawn(
         builder
             .add_service(SyncServer::new(sync))
             .add_service(crate::admin::settings::server(admin.clone()))
             .add_service(crate::admin::audit::server(admin.clone()))
             .add_service(spend_admin)
+            .add_service(rate_limit_admin)
             .add_service(AdminServer::new(admin))
             .add_service(IdentityAdminServer::new(identity_admin))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned()),

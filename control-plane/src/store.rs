@@ -19,6 +19,7 @@ pub(crate) mod policy;
 pub(crate) mod price;
 pub(crate) mod principal;
 pub(crate) mod provider;
+pub mod rate_limit;
 pub(crate) mod route;
 pub(crate) mod settings;
 pub mod spend;

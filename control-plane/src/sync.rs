@@ -1,6 +1,6 @@
 //! The `Sync` gRPC service data planes call: the snapshot stream, usage reporting (stored and
-//! charged to spend counters in one transaction), spend leases, spend summaries and route
-//! target health reports.
+//! charged to spend counters in one transaction), spend leases, rate-limit leases, spend
+//! summaries and route target health reports.
 //! Every call needs `authorization: Bearer <sync token>`.
 
 mod usage;
@@ -15,9 +15,11 @@ use tollgate_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
+use crate::clock::Clock;
 use crate::credential::{bearer, secrets_match};
 use crate::publisher::SnapshotReceiver;
 use crate::store;
+use crate::store::rate_limit::lease as rate_lease;
 use crate::store::spend::{self, lease};
 
 /// The `Sync` service.
@@ -26,6 +28,8 @@ pub struct SyncService {
     pool: PgPool,
     snapshots: SnapshotReceiver,
     sync_token: SecretString,
+    /// "Now" for rate-limit buckets and concurrency leases.
+    clock: Clock,
     shutdown: CancellationToken,
 }
 
@@ -35,12 +39,14 @@ impl SyncService {
         pool: PgPool,
         snapshots: SnapshotReceiver,
         sync_token: SecretString,
+        clock: Clock,
         shutdown: CancellationToken,
     ) -> Self {
         SyncService {
             pool,
             snapshots,
             sync_token,
+            clock,
             shutdown,
         }
     }
@@ -134,6 +140,55 @@ impl pb::sync_server::Sync for SyncService {
                     leased_micro_usd: spend::from_micro(c.leased),
                     lease_expires_at_unix_ms: c.expires_at.timestamp_millis(),
                     lease_reset: c.lease_reset,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn rate_lease(
+        &self,
+        request: Request<pb::RateLeaseRequest>,
+    ) -> Result<Response<pb::RateLeaseResponse>, Status> {
+        self.authenticate(&request)?;
+        let req = request.into_inner();
+        let asks = req
+            .asks
+            .iter()
+            .enumerate()
+            .map(|(i, ask)| {
+                let key = ask.bucket.clone().unwrap_or_default();
+                let bucket = rate_lease::Bucket::from_pb(&key)
+                    .map_err(|reason| Status::invalid_argument(format!("ask {i}: {reason}")))?;
+                Ok(rate_lease::Ask {
+                    bucket,
+                    need: spend::to_micro(ask.need),
+                    want: spend::to_micro(ask.want),
+                    release: spend::to_micro(ask.release),
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let now = self.clock.now();
+        let outcome =
+            retry_aborted(|| rate_lease::lease(&self.pool, &req.data_plane_id, &asks, now)).await?;
+        let wire = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(Response::new(pb::RateLeaseResponse {
+            granted: outcome.granted,
+            blocked_index: u32::try_from(outcome.blocked_index).unwrap_or(u32::MAX),
+            server_time_unix_ms: now.timestamp_millis(),
+            buckets: asks
+                .iter()
+                .zip(outcome.buckets)
+                .map(|(ask, b)| pb::BucketState {
+                    bucket: Some(ask.bucket.to_pb()),
+                    granted: wire(b.granted),
+                    limit: wire(b.limit),
+                    available: wire(b.available),
+                    retry_after_ms: wire(b.retry_after_ms),
+                    full_in_ms: wire(b.full_in_ms),
+                    lease_expires_at_unix_ms: b
+                        .lease_expires_at
+                        .map_or(0, |t| t.timestamp_millis()),
+                    lease_reset: b.lease_reset,
                 })
                 .collect(),
         }))

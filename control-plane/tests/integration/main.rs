@@ -21,6 +21,7 @@ mod identity_oidc;
 mod migrations;
 mod pricing;
 mod providers;
+mod rate_limits;
 mod settings;
 mod snapshot;
 mod spend;
