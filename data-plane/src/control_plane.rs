@@ -1,5 +1,5 @@
-//! The gRPC connection to the control plane, shared by snapshot sync, usage shipping and
-//! spend leases.
+//! The gRPC connection to the control plane, shared by snapshot sync, usage shipping, spend
+//! leases and rate-limit leases.
 //!
 //! One lazily connected channel (it reconnects by itself); every call carries the sync token
 //! as `authorization: Bearer …`. An `https` URL is reached over TLS ([`tls`]), with a client
@@ -20,6 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 pub use tls::{ControlPlaneTls, ControlPlaneTlsError};
 
 use crate::budget::{CounterState, LeaseAsk, LeaseReply, SpendCallError, SpendSummary};
+use crate::rate_limit::{BucketState, RateAsk, RateReply};
 
 /// The `Sync` service client with the sync token attached.
 pub(crate) type SyncApi = SyncClient<InterceptedService<Channel, BearerToken>>;
@@ -141,6 +142,63 @@ pub(crate) async fn lease(
                 lease_reset: c.lease_reset,
                 expires_in: (server_time > 0 && c.lease_expires_at_unix_ms > 0).then(|| {
                     let ms = c.lease_expires_at_unix_ms.saturating_sub(server_time);
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                }),
+            })
+            .collect(),
+    })
+}
+
+/// One `RateLease` call: grants, renewals and releases of rate-limit buckets for `asks`,
+/// atomically (all-or-nothing for the grants).
+pub(crate) async fn rate_lease(
+    api: &SyncApi,
+    data_plane_id: &str,
+    asks: &[RateAsk],
+) -> Result<RateReply, SpendCallError> {
+    let request = pb::RateLeaseRequest {
+        data_plane_id: data_plane_id.to_owned(),
+        asks: asks
+            .iter()
+            .map(|a| pb::RateLeaseAsk {
+                bucket: Some(pb::BucketKey::from(&a.bucket)),
+                need: a.need,
+                want: a.want,
+                release: a.release,
+            })
+            .collect(),
+    };
+    let mut request = tonic::Request::new(request);
+    request.set_timeout(SPEND_CALL_TIMEOUT);
+    let mut api = api.clone();
+    let reply = tokio::time::timeout(SPEND_CALL_TIMEOUT, api.rate_lease(request))
+        .await
+        .map_err(|_| SpendCallError::unreachable("rate lease call timed out"))?
+        .map_err(|status| SpendCallError::from_status(&status))?
+        .into_inner();
+    if reply.buckets.len() != asks.len() {
+        return Err(SpendCallError::refused(format!(
+            "rate lease answer has {} buckets for {} asks",
+            reply.buckets.len(),
+            asks.len()
+        )));
+    }
+    let server_time = reply.server_time_unix_ms;
+    Ok(RateReply {
+        granted: reply.granted,
+        blocked_index: usize::try_from(reply.blocked_index).unwrap_or(usize::MAX),
+        buckets: reply
+            .buckets
+            .into_iter()
+            .map(|b| BucketState {
+                granted: b.granted,
+                limit: b.limit,
+                available: b.available,
+                retry_after_ms: b.retry_after_ms,
+                full_in_ms: b.full_in_ms,
+                lease_reset: b.lease_reset,
+                expires_in: (server_time > 0 && b.lease_expires_at_unix_ms > 0).then(|| {
+                    let ms = b.lease_expires_at_unix_ms.saturating_sub(server_time);
                     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
                 }),
             })

@@ -12,11 +12,20 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
+use crate::budget::HeaderList;
 use crate::budget::{CapReached, fetch_error_headers};
 use crate::gateway::{ResponseBody, full_body};
+use crate::rate_limit::{
+    RateLimited, UNAVAILABLE_MESSAGE, limited_headers, limited_message, unavailable_headers,
+};
 
 /// How long a client is told to wait when the spend cap cannot be checked.
 const SPEND_UNAVAILABLE_RETRY_AFTER_S: u64 = 60;
+/// How long a client is told to wait when its rate limits cannot be checked.
+const RATE_LIMITS_UNAVAILABLE_RETRY_AFTER_S: u64 = 5;
+
+const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 
 /// What went wrong, as far as the client is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,6 +112,20 @@ impl ErrorCode {
     }
 }
 
+/// A rate-limit refusal's extra headers: `retry-after` and `x-should-retry` are left to
+/// the error's fields (so each is sent once, consistently); `retry-after-ms` is added when
+/// missing.
+fn retry_headers(headers: HeaderList, retry_after_ms: u64) -> HeaderList {
+    let mut headers: HeaderList = headers
+        .into_iter()
+        .filter(|(name, _)| *name != RETRY_AFTER && *name != X_SHOULD_RETRY)
+        .collect();
+    if !headers.iter().any(|(name, _)| *name == RETRY_AFTER_MS) {
+        headers.push((RETRY_AFTER_MS, HeaderValue::from(retry_after_ms)));
+    }
+    headers
+}
+
 /// Anthropic's non-standard "overloaded" status.
 fn overloaded_status() -> StatusCode {
     StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
@@ -154,6 +177,39 @@ impl ApiError {
                  try again in a minute.",
             )
             .no_retry()
+        }
+    }
+
+    /// `429 rate_limit_error`: the limit `label` names (e.g. "group eng (per member)")
+    /// cannot fit the request now. Carries `retry-after` (whole seconds, at least 1),
+    /// `retry-after-ms` and the `anthropic-ratelimit-*` headers; retried unless the request
+    /// can never fit the limit.
+    pub(crate) fn rate_limited(limited: &RateLimited, label: &str, now_unix_ms: i64) -> Self {
+        // 0 = unknown (a concurrency slot frees when a request ends): a second.
+        let retry_after_ms = match limited.retry_after_ms {
+            0 => 1000,
+            ms => ms,
+        };
+        ApiError {
+            code: ErrorCode::RateLimited,
+            message: limited_message(limited, label).into(),
+            should_retry: Some(!limited.never_fits),
+            retry_after: Some(retry_after_ms.div_ceil(1000).max(1)),
+            headers: retry_headers(limited_headers(limited, now_unix_ms), retry_after_ms),
+        }
+    }
+
+    /// `429 rate_limit_error`: the control plane cannot be asked about the caller's rate
+    /// limits and the outage mode is `closed` (or it refused the lease). Retried shortly.
+    pub(crate) fn rate_limits_unavailable() -> Self {
+        ApiError {
+            should_retry: Some(true),
+            retry_after: Some(RATE_LIMITS_UNAVAILABLE_RETRY_AFTER_S),
+            headers: retry_headers(
+                unavailable_headers(),
+                RATE_LIMITS_UNAVAILABLE_RETRY_AFTER_S * 1000,
+            ),
+            ..ApiError::new(ErrorCode::RateLimited, UNAVAILABLE_MESSAGE)
         }
     }
 
@@ -212,15 +268,16 @@ impl ApiError {
         *response.status_mut() = self.code.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        // The fields win over any extra header of the same name, so each is sent once.
         if let Some(retry) = self.should_retry {
             let value = if retry { "true" } else { "false" };
-            headers.insert("x-should-retry", HeaderValue::from_static(value));
+            headers.insert(X_SHOULD_RETRY, HeaderValue::from_static(value));
         }
         if let Some(secs) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        for (name, value) in self.headers {
-            headers.insert(name, value);
         }
         response
     }

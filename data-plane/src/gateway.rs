@@ -2,9 +2,10 @@
 //!
 //! Phases of a request, in order: assign the request id (UUIDv7) → route on method and
 //! path (query ignored) → load the snapshot once → authenticate → read and check the body →
-//! authorize the model → provider. Every response, errors included, carries `request-id`.
-//! Each request logs exactly one line on the `tollgate::usage` target: here for unmetered
-//! responses (rejections included), or by the usage record when the metered response ends.
+//! authorize the model → rate limits, then spend caps (Messages calls) → provider. Every
+//! response, errors included, carries `request-id`. Each request logs exactly one line on
+//! the `tollgate::usage` target: here for unmetered responses (rejections included), or by
+//! the usage record when the metered response ends.
 //! With telemetry on ([`crate::metrics`]) each request also has a `request` span (parented
 //! on the client's `traceparent`) and, for model calls, request metrics.
 //!
@@ -36,6 +37,7 @@ use crate::budget::Spend;
 use crate::error::{ApiError, ErrorCode};
 use crate::meter::UpstreamBody;
 use crate::providers::Endpoint;
+use crate::rate_limit::RateLimiter;
 use crate::snapshot::SnapshotStore;
 use crate::upstream::UpstreamClient;
 use crate::upstream::headers::REQUEST_ID;
@@ -64,6 +66,8 @@ pub(crate) struct Gateway {
     pub sign_in_limit: crate::sign_in_limit::SignInLimit,
     /// Spend caps: the leased ledger, lease calls and the clock windows are read from.
     pub spend: Arc<Spend>,
+    /// Rate limits (requests/tokens per minute, concurrency): leased slices of the buckets.
+    pub rate_limits: Arc<RateLimiter>,
     /// Relays telemetry and forwards OAuth/device paths (short timeouts, own pool).
     pub side: SideChannels,
     /// Routing to providers: failover, breakers, retry budget, credentials.

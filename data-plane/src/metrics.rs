@@ -18,6 +18,8 @@
 //! | `tollgate.upstream.attempts` | counter | provider, outcome |
 //! | `tollgate.upstream.failovers` | counter | model, from_provider |
 //! | `tollgate.budget.rejections` | counter | scope, user.email |
+//! | `tollgate.rate_limit.rejections` | counter | scope, kind |
+//! | `tollgate.rate_limit.utilization` | gauge (0..1) | limit_id, scope, kind |
 //! | `tollgate.snapshot.version` | gauge | — |
 //! | `tollgate.snapshot.staleness` | gauge (s) | — |
 //! | `tollgate.usage.backlog` | gauge | — |
@@ -73,6 +75,7 @@ pub(crate) struct Instruments {
     upstream_attempts: Counter<u64>,
     upstream_failovers: Counter<u64>,
     budget_rejections: Counter<u64>,
+    rate_limit_rejections: Counter<u64>,
 }
 
 /// Who a request acted for, as metric attributes.
@@ -176,6 +179,13 @@ impl Instruments {
                 .with_description("Requests refused by a spend cap")
                 .with_unit("{request}")
                 .build(),
+            rate_limit_rejections: meter
+                .u64_counter("tollgate.rate_limit.rejections")
+                .with_description(
+                    "Requests (scope provider: attempts at a target) refused by a rate limit",
+                )
+                .with_unit("{request}")
+                .build(),
         }
     }
 
@@ -247,6 +257,29 @@ impl Instruments {
     }
 }
 
+impl Instruments {
+    /// A rate limit refused a request: `scope` is the limit's (`org`, `group`, `user`,
+    /// `key`; `provider` for an upstream ceiling; `unavailable` when the control plane could
+    /// not be asked), `kind` its kind (`requests_per_minute`, …; `unknown` when unavailable).
+    pub(crate) fn rate_limit_rejection(&self, scope: &str, kind: &str) {
+        self.rate_limit_rejections
+            .add(1, &[kv("scope", scope), kv("kind", kind)]);
+    }
+}
+
+/// One bucket's utilisation as this data plane last saw it, for the rate-limit gauge.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RateUtilization {
+    pub limit_id: String,
+    pub scope: &'static str,
+    pub kind: &'static str,
+    /// Fraction used, 0..1.
+    pub fraction: f64,
+}
+
+/// Reads the rate-limit utilisation of every bucket this data plane holds a slice of.
+pub(crate) type RateUtilizationSource = Box<dyn Fn() -> Vec<RateUtilization> + Send + Sync>;
+
 /// Unacknowledged usage records: queued for the shipper, in its batches, or read back from
 /// the usage journal. Shared by the usage sink (adds) and the shipper (removes once acknowledged).
 #[derive(Debug, Default)]
@@ -275,13 +308,15 @@ pub(crate) struct Gauges {
     _version: ObservableGauge<u64>,
     _staleness: ObservableGauge<f64>,
     _backlog: ObservableGauge<u64>,
+    _rate_utilization: ObservableGauge<f64>,
 }
 
-/// Registers the snapshot and usage gauges on `meter`.
+/// Registers the snapshot, usage and rate-limit gauges on `meter`.
 pub(crate) fn register_gauges(
     meter: &Meter,
     snapshots: &Arc<SnapshotStore>,
     backlog: &Arc<UsageBacklog>,
+    rate_utilization: RateUtilizationSource,
 ) -> Gauges {
     let store: Weak<SnapshotStore> = Arc::downgrade(snapshots);
     let version = meter
@@ -318,10 +353,30 @@ pub(crate) fn register_gauges(
             }
         })
         .build();
+    let rate_utilization = meter
+        .f64_observable_gauge("tollgate.rate_limit.utilization")
+        .with_description(
+            "Fraction of each rate limit used (0..1), as this data plane last saw its bucket",
+        )
+        // No unit: Prometheus would add a `_ratio` suffix.
+        .with_callback(move |observer| {
+            for u in rate_utilization() {
+                observer.observe(
+                    u.fraction.clamp(0.0, 1.0),
+                    &[
+                        kv("limit_id", &u.limit_id),
+                        KeyValue::new("scope", u.scope),
+                        KeyValue::new("kind", u.kind),
+                    ],
+                );
+            }
+        })
+        .build();
     Gauges {
         _version: version,
         _staleness: staleness,
         _backlog: backlog,
+        _rate_utilization: rate_utilization,
     }
 }
 

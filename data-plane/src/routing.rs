@@ -12,6 +12,11 @@
 //! is open are skipped without counting. When every target is open the client gets `529` with
 //! `retry-after` at once (`429` when they all rest at the provider's `retry-after`). Only the attempt that produced the answer is metered, attributed
 //! to the provider and upstream model that served it (failed attempts have no usage to bill).
+//!
+//! Upstream ceilings (provider-scope rate limits) are checked before each attempt of a
+//! Messages call: a target at its ceiling is skipped (not a failure for its breaker), and
+//! when every target was skipped for its ceilings the client gets `529` with `retry-after`.
+//! The ceiling's hold lives until the response ends, like the request's own.
 
 pub(crate) mod breaker;
 pub(crate) mod retry_budget;
@@ -39,11 +44,15 @@ use crate::meter::DrainPolicy;
 use crate::providers::{
     self, Decode, Endpoint, ErrorReply, Outbound, ProviderRuntime, UpstreamFailure,
 };
+use crate::rate_limit::{Demand, RateAdmission, RateHold, RateLimiter};
 use crate::relay::{Framing, ModelRewrite, StreamGuard};
 use crate::request::{RequestFields, read_body};
 use crate::upstream::headers::client_response_headers;
 use crate::upstream::{UpstreamClient, UpstreamError};
 use crate::usage::{Outcome, PendingUsage};
+
+/// How long a target whose ceilings could not be checked is advertised to rest.
+const CEILING_UNAVAILABLE_RETRY_MS: u64 = 5_000;
 
 /// Error bodies are read up to this size (what is relayed or mapped).
 const ERROR_BODY_MAX: usize = 1 << 20;
@@ -132,6 +141,8 @@ pub(crate) struct Routed {
     /// The catalogue model whose route is used (the client may have sent an alias).
     pub model: String,
     pub pending: Option<PendingUsage>,
+    /// What the request asks of rate limits (upstream ceilings of metered calls).
+    pub demand: Demand,
     /// The `request` span ([`Span::none`] when telemetry is off).
     pub span: Span,
 }
@@ -142,6 +153,41 @@ pub(crate) struct Exchange {
     pub router: Arc<Router>,
     pub client: UpstreamClient,
     pub drain: DrainPolicy,
+    /// Upstream ceilings are admitted through the data plane's rate limiter.
+    pub rate_limits: Arc<RateLimiter>,
+}
+
+/// Targets skipped because they were at their upstream ceilings.
+#[derive(Debug, Default)]
+struct CapacitySkips {
+    count: u32,
+    /// The soonest any of them has room again.
+    retry_after_ms: Option<u64>,
+}
+
+impl CapacitySkips {
+    fn skipped(&mut self, retry_after_ms: u64) {
+        self.count += 1;
+        // 0 = unknown (a concurrency slot frees when a request ends): a second.
+        let ms = if retry_after_ms == 0 {
+            1_000
+        } else {
+            retry_after_ms
+        };
+        self.retry_after_ms = Some(self.retry_after_ms.map_or(ms, |r| r.min(ms)));
+    }
+
+    /// Whole seconds, at least 1.
+    fn retry_after_s(&self) -> Option<u64> {
+        self.retry_after_ms.map(|ms| ms.div_ceil(1_000).max(1))
+    }
+}
+
+/// Adds an admitted ceiling hold to the request's pending usage (settled when it ends).
+fn attach_ceiling(pending: &mut Option<PendingUsage>, hold: Option<RateHold>) {
+    if let (Some(p), Some(hold)) = (pending.as_mut(), hold) {
+        p.add_ceiling_hold(hold);
+    }
 }
 
 /// Why the attempts ended without an answer.
@@ -187,6 +233,7 @@ impl Exchange {
         let instruments = crate::metrics::instruments();
         // The provider of the last failed attempt (for the failover count).
         let mut failed_at: Option<&str> = None;
+        let mut at_capacity = CapacitySkips::default();
         let stopping = self.drain.stopping();
         tokio::pin!(stopping);
 
@@ -203,7 +250,19 @@ impl Exchange {
                 identity_encoding: req.pending.is_some(),
             };
             if matches!(target.provider.kind, ProviderKind::Demo) {
+                let ceiling = match self
+                    .admit_ceilings(req.pending.is_some(), &snapshot, req.demand, target)
+                    .await
+                {
+                    Ok(hold) => hold,
+                    Err(retry_after_ms) => {
+                        at_capacity.skipped(retry_after_ms);
+                        all_rate_limited = false;
+                        continue;
+                    }
+                };
                 let mut pending = req.pending.take();
+                attach_ceiling(&mut pending, ceiling);
                 if let Some(p) = pending.as_mut() {
                     p.serve_from(target);
                     p.start_stream();
@@ -233,6 +292,21 @@ impl Exchange {
                 all_rate_limited &= rate_limited;
                 continue;
             }
+            // At its ceiling the target is skipped as it is, breaker untouched.
+            let ceiling = match self
+                .admit_ceilings(req.pending.is_some(), &snapshot, req.demand, target)
+                .await
+            {
+                Ok(hold) => hold,
+                Err(retry_after_ms) => {
+                    if admitted == breaker::Admit::Probe {
+                        breaker.release_probe(now);
+                    }
+                    at_capacity.skipped(retry_after_ms);
+                    all_rate_limited = false;
+                    continue;
+                }
+            };
             if attempts > 0 && !router.retry_budget.try_withdraw(now) {
                 if admitted == breaker::Admit::Probe {
                     breaker.release_probe(now);
@@ -336,6 +410,7 @@ impl Exchange {
                 attempt.ended("ok", Some(response.status().as_u16()));
                 breaker.success();
                 let mut pending = req.pending.take();
+                attach_ceiling(&mut pending, ceiling);
                 if let Some(p) = pending.as_mut() {
                     p.serve_from(target);
                     p.start_stream();
@@ -382,7 +457,9 @@ impl Exchange {
                     // The target is up; the request is what failed.
                     breaker.success();
                 }
-                return Ok(self.reply_failure(failure, target, req.pending.take()));
+                let mut pending = req.pending.take();
+                attach_ceiling(&mut pending, ceiling);
+                return Ok(self.reply_failure(failure, target, pending));
             }
             breaker.failure(
                 settings,
@@ -425,7 +502,13 @@ impl Exchange {
                 Err(fail(pending, error, Outcome::UpstreamError))
             }
             None => {
-                let mut error = if all_rate_limited && reopen_at.is_some() {
+                let mut error = if at_capacity.count > 0 && reopen_at.is_none() {
+                    ApiError::new(
+                        ErrorCode::Overloaded,
+                        "every provider for this model is at its configured capacity; retry \
+                         shortly",
+                    )
+                } else if all_rate_limited && reopen_at.is_some() {
                     ApiError::new(
                         ErrorCode::RateLimited,
                         "upstream provider rate limit reached; retry later",
@@ -436,12 +519,57 @@ impl Exchange {
                         "every provider for this model is failing; retry shortly",
                     )
                 };
-                error.retry_after = reopen_at.map(|at| {
+                let reopen_s = reopen_at.map(|at| {
                     at.saturating_duration_since(Instant::now())
                         .as_secs()
                         .max(1)
                 });
+                error.retry_after = match (reopen_s, at_capacity.retry_after_s()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 Err(fail(pending, error, Outcome::UpstreamError))
+            }
+        }
+    }
+
+    /// Admits one attempt at `target` through its upstream ceilings (metered calls only):
+    /// the hold to keep until the response ends (`None` when no ceiling applies), or the
+    /// milliseconds until the target has room (0 = unknown) when it is at a ceiling or the
+    /// ceiling cannot be checked.
+    async fn admit_ceilings(
+        &self,
+        metered: bool,
+        snapshot: &Snapshot,
+        demand: Demand,
+        target: &RouteTarget,
+    ) -> Result<Option<RateHold>, u64> {
+        let limits = snapshot.rate_limits();
+        if !metered || limits.no_ceilings() {
+            return Ok(None);
+        }
+        let ceilings = limits.ceilings(&target.provider.id, &target.upstream_model);
+        if ceilings.is_empty() {
+            return Ok(None);
+        }
+        let outage = snapshot.budgets().settings.outage_mode;
+        let instruments = crate::metrics::instruments();
+        match self.rate_limits.admit(&ceilings, demand, outage).await {
+            RateAdmission::Admitted(hold) => Ok(Some(hold)),
+            RateAdmission::Limited { index, limited } => {
+                if let Some(i) = instruments {
+                    let kind = ceilings
+                        .get(index)
+                        .map_or("unknown", |a| a.limit.kind.as_str());
+                    i.rate_limit_rejection("provider", kind);
+                }
+                Err(limited.retry_after_ms)
+            }
+            RateAdmission::Unavailable => {
+                if let Some(i) = instruments {
+                    i.rate_limit_rejection("unavailable", "unknown");
+                }
+                Err(CEILING_UNAVAILABLE_RETRY_MS)
             }
         }
     }

@@ -19,6 +19,7 @@ const SIDE_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(15);
 use crate::admin_listener::{AdminState, spawn_admin_listener};
 use crate::listener::{ListenerShutdown, ServerTls, TlsError, spawn_listener};
 use crate::meter::DrainPolicy;
+use crate::rate_limit::{RateLimiter, spawn_rate_keeper};
 use crate::routing::{Exchange, Router, spawn_health_reporter};
 use crate::snapshot::{SnapshotStore, spawn_snapshot_cache, spawn_snapshot_sync};
 use crate::upstream::UpstreamClient;
@@ -77,6 +78,7 @@ pub struct DataPlaneHandle {
     sync: JoinHandle<()>,
     drains: TaskTracker,
     keeper: JoinHandle<()>,
+    rate_keeper: JoinHandle<()>,
     health: JoinHandle<()>,
     lease_stop: CancellationToken,
     shipper: JoinHandle<Result<(), ShipperError>>,
@@ -152,6 +154,7 @@ pub async fn spawn(
         config.data_plane_id.clone(),
         config.clock.clone(),
     ));
+    let rate_limits = Arc::new(RateLimiter::new(api.clone(), config.data_plane_id.clone()));
     let (usage, queue) = journaled_usage_channel(journal.clone());
     let usage_stop = CancellationToken::new();
     let shipper = spawn_usage_shipper(
@@ -171,10 +174,27 @@ pub async fn spawn(
     // Process-wide gauges read this data plane's state (weakly: a stopped one reports nothing).
     let gauges = crate::metrics::is_enabled().then(|| {
         let meter = opentelemetry::global::meter(crate::metrics::METER_NAME);
-        crate::metrics::register_gauges(&meter, &snapshots, usage.backlog())
+        let limiter = Arc::downgrade(&rate_limits);
+        let rate_utilization: crate::metrics::RateUtilizationSource = Box::new(move || {
+            let Some(limiter) = limiter.upgrade() else {
+                return Vec::new();
+            };
+            limiter
+                .utilization()
+                .into_iter()
+                .map(|(limit, fraction)| crate::metrics::RateUtilization {
+                    limit_id: limit.id.clone(),
+                    scope: limit.scope.as_str(),
+                    kind: limit.kind.as_str(),
+                    fraction,
+                })
+                .collect()
+        });
+        crate::metrics::register_gauges(&meter, &snapshots, usage.backlog(), rate_utilization)
     });
     let lease_stop = CancellationToken::new();
     let keeper = spawn_lease_keeper(spend.clone(), snapshots.clone(), lease_stop.clone());
+    let rate_keeper = spawn_rate_keeper(rate_limits.clone(), snapshots.clone(), lease_stop.clone());
     let sync = spawn_snapshot_sync(
         api.clone(),
         snapshots.clone(),
@@ -225,12 +245,14 @@ pub async fn spawn(
             router,
             client: upstream,
             drain,
+            rate_limits: rate_limits.clone(),
         },
         usage,
         data_plane_id: config.data_plane_id.clone(),
         max_body_bytes: config.max_body_bytes,
         sign_in_limit: crate::sign_in_limit::SignInLimit::new(config.sign_in_limit),
         spend,
+        rate_limits,
         side: SideChannels {
             client: UpstreamClient::new(config.upstream_connect_timeout, SIDE_FIRST_BYTE_TIMEOUT),
             control_plane_http_url: config
@@ -261,6 +283,7 @@ pub async fn spawn(
         sync,
         drains,
         keeper,
+        rate_keeper,
         health,
         lease_stop,
         shipper,
@@ -282,16 +305,19 @@ impl DataPlaneHandle {
 
     /// Waits for the data plane to stop after its shutdown token is cancelled, in order:
     /// the server stopped accepting and drained, metering (and settling) of abandoned
-    /// streams finished, spend leases released, usage flushed (or left in the journal).
+    /// streams finished, spend leases and rate-limit slices released, usage flushed (or left
+    /// in the journal).
     pub async fn wait(self) -> Result<(), ShutdownError> {
         let task = |task| move |source| ShutdownError::Task { task, source };
         let listener = self.listener.await.map_err(task("listener"));
         // Streams whose client left keep being metered, bounded by the drain policy.
         self.drains.close();
         self.drains.wait().await;
-        // Everything has settled: hand the unused headroom of every lease back.
+        // Everything has settled: hand the unused headroom of every lease and every
+        // rate-limit slice back.
         self.lease_stop.cancel();
         let keeper = self.keeper.await.map_err(task("lease keeper"));
+        let rate_keeper = self.rate_keeper.await.map_err(task("rate keeper"));
         // The last breaker report is best effort.
         let _ = self.health.await;
         if let Some(admin) = self.admin {
@@ -304,6 +330,6 @@ impl DataPlaneHandle {
             Err(source) => Err(task("usage shipper")(source)),
         };
         tracing::info!("data plane stopped");
-        listener.and(keeper).and(sync).and(shipped)
+        listener.and(keeper).and(rate_keeper).and(sync).and(shipped)
     }
 }

@@ -19,6 +19,7 @@ use tracing::Span;
 
 use crate::budget::Reservation;
 use crate::metrics::{FinishedRequest, UsageBacklog, UserLabels};
+use crate::rate_limit::RateHold;
 
 pub(crate) use capture::Capture;
 
@@ -200,8 +201,8 @@ impl Observed {
 }
 
 /// A metered request in flight: becomes a [`UsageRecord`] when the response ends, and
-/// settles its spend reservation then. Dropped without finishing, the reservation is
-/// released.
+/// settles its spend reservation and rate-limit holds then. Dropped without finishing, the
+/// reservation is released and the holds settle at zero tokens.
 #[derive(Debug)]
 pub(crate) struct PendingUsage {
     record: UsageRecord,
@@ -209,6 +210,10 @@ pub(crate) struct PendingUsage {
     sink: UsageSink,
     price: Option<Arc<TargetPrice>>,
     reservation: Option<Reservation>,
+    /// The request's hold on the caller's rate limits.
+    rate_hold: Option<RateHold>,
+    /// Holds on the upstream ceilings of the target that answers.
+    ceiling_holds: Vec<RateHold>,
     observed: Observed,
 }
 
@@ -222,8 +227,23 @@ impl PendingUsage {
             sink,
             price: None,
             reservation: None,
+            rate_hold: None,
+            ceiling_holds: Vec::new(),
             observed: Observed::default(),
         }
+    }
+
+    /// Settles `hold` (the caller's rate limits) with the real token usage when the
+    /// response ends.
+    pub(crate) fn with_rate_hold(mut self, hold: Option<RateHold>) -> Self {
+        self.rate_hold = hold;
+        self
+    }
+
+    /// Adds a hold on an upstream ceiling of the target serving the request, settled like
+    /// the request's own hold.
+    pub(crate) fn add_ceiling_hold(&mut self, hold: RateHold) {
+        self.ceiling_holds.push(hold);
     }
 
     /// Adds what the request's telemetry needs (see [`Observed`]).
@@ -297,6 +317,15 @@ impl PendingUsage {
         self.record.cost_micro_usd = cost;
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(cost);
+        }
+        let (input, output) = rate_limited_tokens(usage);
+        for hold in self
+            .rate_hold
+            .take()
+            .into_iter()
+            .chain(self.ceiling_holds.drain(..))
+        {
+            hold.settle(input, output);
         }
         self.record.outcome = outcome;
         let duration = self.started.elapsed();
@@ -389,6 +418,16 @@ impl PendingUsage {
             }
         }
     }
+}
+
+/// What a finished request counts against input and output token limits: uncached input
+/// plus cache writes, and output.
+pub(crate) fn rate_limited_tokens(usage: &Usage) -> (u64, u64) {
+    let input = usage
+        .input_tokens
+        .saturating_add(usage.cache_creation_5m_tokens)
+        .saturating_add(usage.cache_creation_1h_tokens);
+    (input, usage.output_tokens)
 }
 
 /// Whether the `tollgate::usage` log line is wanted (its fields are worth building).

@@ -1,19 +1,25 @@
 //! `POST /v1/messages` and `POST /v1/messages/count_tokens`.
 //!
-//! Messages calls are priced (a target without a price is refused) and, when spend caps
-//! apply, admitted against them before anything goes upstream: the estimate is reserved on
-//! every counter, settled to the real cost when the response ends. `count_tokens` costs
-//! nothing and is never capped.
+//! Messages calls are admitted against the caller's rate limits first (a request they
+//! refuse never takes a spend reservation), then priced (a target without a price is
+//! refused) and, when spend caps apply, admitted against them before anything goes
+//! upstream: the estimate is reserved on every counter and bucket, settled to the real cost
+//! and token usage when the response ends. `count_tokens` costs nothing and is never capped
+//! or rate limited.
 
 use bytes::Bytes;
 use http::{Request, Response};
-use tollgate_policy::{AccessError, Caller, CounterKey, Route, Snapshot, TargetPrice};
+use tollgate_policy::{
+    AccessError, BudgetSettings, Caller, CounterKey, RateLimit, RateLimitScope, Route, Snapshot,
+    TargetPrice,
+};
 use tracing::Instrument as _;
 
 use super::{Gateway, RequestContext, ResponseBody};
 use crate::budget::{self, Admission, HeaderList, Reservation, success_headers};
 use crate::error::{ApiError, ErrorCode};
 use crate::providers::Endpoint;
+use crate::rate_limit::{Demand, RateAdmission, RateHold};
 use crate::request::{BodyError, RequestFields, check_declared_length, extract_fields, read_body};
 use crate::routing::{OwnedFields, Routed};
 use crate::usage::{Observed, Outcome, PendingUsage, UsageRecord, unix_ms};
@@ -49,8 +55,23 @@ where
         ApiError::new(ErrorCode::InvalidRequest, error.to_string())
     })?;
 
-    let mut spend_headers = None;
+    let mut success_headers: HeaderList = Vec::new();
+    let mut demand = Demand::default();
     let pending = if endpoint == Endpoint::Messages {
+        check_priced(route, &fields)?;
+        demand = rate_demand(&snapshot.budgets().settings, body.len(), fields.max_tokens);
+        // Rate limits first: a request they refuse never takes a spend reservation.
+        let rate_hold = admit_rate_limits(gateway, &snapshot, &caller, &route.model, demand)
+            .instrument(admission.clone())
+            .await;
+        if rate_hold.is_err() && !admission.is_disabled() {
+            admission.record("budget.outcome", "rate_limited");
+        }
+        let rate_hold = rate_hold?;
+        if let Some(hold) = &rate_hold {
+            success_headers.extend(hold.headers());
+        }
+        // A spend refusal drops the rate hold: it settles at zero tokens.
         let spend = admit_spend(gateway, &snapshot, &caller, route, &fields, body.len())
             .instrument(admission.clone())
             .await;
@@ -63,7 +84,7 @@ where
         }
         drop(admission);
         let spend = spend?;
-        spend_headers = spend.headers;
+        success_headers.extend(spend.headers.unwrap_or_default());
         let record = UsageRecord {
             request_id: ctx.id.clone(),
             data_plane_id: gateway.data_plane_id.clone(),
@@ -95,6 +116,7 @@ where
         Some(
             PendingUsage::new(record, ctx.started, gateway.usage.clone())
                 .with_spend(target.price.clone(), spend.reservation)
+                .with_rate_hold(rate_hold)
                 .with_observed(Observed::new(&caller, &snapshot, ctx.span.clone(), &body)),
         )
     } else {
@@ -111,18 +133,113 @@ where
         body,
         snapshot: snapshot.clone(),
         pending,
+        demand,
         span: ctx.span.clone(),
     };
     let mut response = gateway.exchange.serve(routed).await?;
-    if let Some(headers) = spend_headers
-        && response.status().is_success()
-    {
+    if !success_headers.is_empty() && response.status().is_success() {
         let map = response.headers_mut();
-        for (name, value) in headers {
+        for (name, value) in success_headers {
             map.insert(name, value);
         }
     }
     Ok(response)
+}
+
+/// What a Messages call asks of token limits: body bytes / `input_bytes_per_token` input
+/// tokens, and `max_tokens` (bounded by `output_estimate_max_tokens`) output tokens.
+fn rate_demand(settings: &BudgetSettings, body_bytes: usize, max_tokens: Option<u64>) -> Demand {
+    let per_token = u64::from(settings.input_bytes_per_token.max(1));
+    let input_tokens = u64::try_from(body_bytes)
+        .unwrap_or(u64::MAX)
+        .div_ceil(per_token);
+    let max_tokens = max_tokens.unwrap_or(0);
+    let output_tokens = match settings.output_estimate_max_tokens {
+        Some(bound) => max_tokens.min(u64::from(bound)),
+        None => max_tokens,
+    };
+    Demand {
+        input_tokens,
+        output_tokens,
+    }
+}
+
+/// Reserves `demand` on every rate limit that counts the caller's request for `model` (the
+/// catalogue model). `None` when no limit applies.
+async fn admit_rate_limits(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    caller: &Caller,
+    model: &str,
+    demand: Demand,
+) -> Result<Option<RateHold>, ApiError> {
+    let limits = snapshot.rate_limits();
+    if limits.is_empty() {
+        return Ok(None);
+    }
+    let applied = limits.applicable(caller, model);
+    if applied.is_empty() {
+        return Ok(None);
+    }
+    let outage = snapshot.budgets().settings.outage_mode;
+    match gateway.rate_limits.admit(&applied, demand, outage).await {
+        RateAdmission::Admitted(hold) => Ok(Some(hold)),
+        RateAdmission::Limited { index, limited } => {
+            let limit = applied.get(index).map_or(&limited.limit, |a| &a.limit);
+            rate_limit_rejected(limit.scope.as_str(), limit.kind.as_str());
+            let label = limit_label(limit, snapshot, caller);
+            Err(ApiError::rate_limited(
+                &limited,
+                &label,
+                unix_ms(std::time::SystemTime::now()),
+            ))
+        }
+        RateAdmission::Unavailable => {
+            rate_limit_rejected("unavailable", "unknown");
+            Err(ApiError::rate_limits_unavailable())
+        }
+    }
+}
+
+/// How a refusal names a limit: "the organisation", "group eng (per member)", "user
+/// ada@example.com", "this API key", with " for <model>" when it counts one model.
+fn limit_label(limit: &RateLimit, snapshot: &Snapshot, caller: &Caller) -> String {
+    let mut label = match limit.scope {
+        RateLimitScope::Org => "the organisation".to_owned(),
+        RateLimitScope::Group => {
+            let name = snapshot
+                .group(&limit.scope_id)
+                .map_or(limit.scope_id.as_str(), |g| g.name.as_str());
+            if limit.per_member {
+                format!("group {name} (per member)")
+            } else {
+                format!("group {name}")
+            }
+        }
+        RateLimitScope::User => {
+            let principal = caller.principal();
+            if principal.id == limit.scope_id {
+                format!("user {}", principal.email)
+            } else {
+                format!("user {}", limit.scope_id)
+            }
+        }
+        RateLimitScope::Key => "this API key".to_owned(),
+        RateLimitScope::Provider => "the provider".to_owned(),
+    };
+    if let Some(model) = &limit.model {
+        label.push_str(" for ");
+        label.push_str(model);
+    }
+    label
+}
+
+/// Counts a rate-limit refusal (`scope`: the limit's, or `unavailable` when the limits
+/// could not be checked and the gateway failed closed).
+fn rate_limit_rejected(scope: &str, kind: &str) {
+    if let Some(instruments) = crate::metrics::instruments() {
+        instruments.rate_limit_rejection(scope, kind);
+    }
 }
 
 /// What spend admission hands to the rest of a Messages call.
@@ -146,15 +263,7 @@ async fn admit_spend(
     fields: &RequestFields<'_>,
     body_bytes: usize,
 ) -> Result<SpendAdmission, ApiError> {
-    let unpriced = || {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("model {} has no price configured", fields.model),
-        )
-    };
-    if route.targets.iter().any(|t| t.price.is_none()) {
-        return Err(unpriced());
-    }
+    check_priced(route, fields)?;
     let budgets = snapshot.budgets();
     let now_unix_s = gateway.spend.clock().now_unix_s();
     let applied = budgets.applicable(caller, now_unix_s);
@@ -172,7 +281,7 @@ async fn admit_spend(
         .filter_map(|t| t.price.as_deref())
         .map(estimate_at)
         .max()
-        .ok_or_else(unpriced)?;
+        .ok_or_else(|| unpriced(fields))?;
     match gateway
         .spend
         .admit(&applied, estimate, &budgets.settings)
@@ -204,6 +313,21 @@ async fn admit_spend(
             Err(ApiError::spend_unavailable())
         }
     }
+}
+
+/// Every target of a Messages call must have a price (any may answer, after failover).
+fn check_priced(route: &Route, fields: &RequestFields<'_>) -> Result<(), ApiError> {
+    if route.targets.iter().any(|t| t.price.is_none()) {
+        return Err(unpriced(fields));
+    }
+    Ok(())
+}
+
+fn unpriced(fields: &RequestFields<'_>) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        format!("model {} has no price configured", fields.model),
+    )
 }
 
 /// Counts a spend-cap refusal (`scope`: the cap's, or `unavailable` when it could not be

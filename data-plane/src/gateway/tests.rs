@@ -90,6 +90,11 @@ fn gateway(snapshot: Option<pb::Snapshot>, max_body_bytes: usize) -> (Gateway, U
         snapshots.install(Snapshot::try_from(s).unwrap());
     }
     let (usage, queue) = usage_channel();
+    let rate_limits = Arc::new(crate::rate_limit::RateLimiter::new(
+        crate::control_plane::sync_api("http://127.0.0.1:9", &secrecy::SecretString::from("token"))
+            .unwrap(),
+        "dp-test".into(),
+    ));
     let gateway = Gateway {
         snapshots,
         usage,
@@ -110,6 +115,7 @@ fn gateway(snapshot: Option<pb::Snapshot>, max_body_bytes: usize) -> (Gateway, U
                 shutdown_grace: Duration::from_secs(1),
                 drain_over: CancellationToken::new(),
             },
+            rate_limits: rate_limits.clone(),
         },
         data_plane_id: "dp-test".into(),
         max_body_bytes,
@@ -125,6 +131,7 @@ fn gateway(snapshot: Option<pb::Snapshot>, max_body_bytes: usize) -> (Gateway, U
             "dp-test".into(),
             crate::budget::Clock::system(),
         )),
+        rate_limits,
         side: SideChannels {
             client: UpstreamClient::new(Duration::from_secs(1), Duration::from_secs(1)),
             control_plane_http_url: None,

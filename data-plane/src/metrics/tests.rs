@@ -256,7 +256,12 @@ fn gauges_report_snapshot_version_staleness_and_backlog() {
     let (provider, exporter) = provider();
     let snapshots = Arc::new(SnapshotStore::default());
     let backlog = Arc::new(UsageBacklog::default());
-    let _gauges = register_gauges(&provider.meter(METER_NAME), &snapshots, &backlog);
+    let _gauges = register_gauges(
+        &provider.meter(METER_NAME),
+        &snapshots,
+        &backlog,
+        Box::new(Vec::new),
+    );
     backlog.add(3);
     backlog.acknowledged(1);
     let points = points(&provider, &exporter);
@@ -268,6 +273,84 @@ fn gauges_report_snapshot_version_staleness_and_backlog() {
     let staleness = find(&points, "tollgate.snapshot.staleness", &[]);
     assert_eq!(staleness[0].unit, "s");
     assert!(staleness[0].value >= 0.0);
+}
+
+#[test]
+fn rate_limit_rejections_are_counted_by_scope_and_kind() {
+    let (provider, exporter) = provider();
+    let instruments = Instruments::new(&provider.meter(METER_NAME));
+    instruments.rate_limit_rejection("user", "requests_per_minute");
+    instruments.rate_limit_rejection("user", "requests_per_minute");
+    instruments.rate_limit_rejection("provider", "concurrent_requests");
+    let points = points(&provider, &exporter);
+    let user = find(
+        &points,
+        "tollgate.rate_limit.rejections",
+        &[("scope", "user"), ("kind", "requests_per_minute")],
+    );
+    assert_eq!(user.len(), 1);
+    assert_eq!(user[0].value, 2.0);
+    assert_eq!(
+        user[0].attributes,
+        labels(&[("scope", "user"), ("kind", "requests_per_minute")])
+    );
+    let provider_points = find(
+        &points,
+        "tollgate.rate_limit.rejections",
+        &[("scope", "provider")],
+    );
+    assert_eq!(provider_points[0].value, 1.0);
+}
+
+#[test]
+fn the_rate_limit_gauge_reports_each_buckets_utilization() {
+    let (provider, exporter) = provider();
+    let snapshots = Arc::new(SnapshotStore::default());
+    let backlog = Arc::new(UsageBacklog::default());
+    let _gauges = register_gauges(
+        &provider.meter(METER_NAME),
+        &snapshots,
+        &backlog,
+        Box::new(|| {
+            vec![
+                RateUtilization {
+                    limit_id: "rl-1".into(),
+                    scope: "group",
+                    kind: "requests_per_minute",
+                    fraction: 0.25,
+                },
+                RateUtilization {
+                    limit_id: "rl-2".into(),
+                    scope: "provider",
+                    kind: "concurrent_requests",
+                    fraction: 1.5,
+                },
+            ]
+        }),
+    );
+    let points = points(&provider, &exporter);
+    let gauge = find(&points, "tollgate.rate_limit.utilization", &[]);
+    assert_eq!(gauge.len(), 2);
+    let rl1 = find(
+        &points,
+        "tollgate.rate_limit.utilization",
+        &[("limit_id", "rl-1")],
+    );
+    assert_eq!(
+        rl1[0].attributes,
+        labels(&[
+            ("limit_id", "rl-1"),
+            ("scope", "group"),
+            ("kind", "requests_per_minute")
+        ])
+    );
+    assert_eq!(rl1[0].value, 0.25);
+    let rl2 = find(
+        &points,
+        "tollgate.rate_limit.utilization",
+        &[("limit_id", "rl-2")],
+    );
+    assert_eq!(rl2[0].value, 1.0, "clamped to 0..1");
 }
 
 #[test]

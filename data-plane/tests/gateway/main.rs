@@ -8,6 +8,7 @@
 
 mod journal;
 mod protection;
+mod rate_limits;
 mod routing;
 mod shutdown;
 mod signed_in;

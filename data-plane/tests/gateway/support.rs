@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,32 @@ pub struct FakeControlPlane {
     spend: Arc<Mutex<FakeSpend>>,
     spend_down: Arc<AtomicBool>,
     lease_refused: Arc<AtomicBool>,
+    rate: Arc<Mutex<FakeRate>>,
+    /// The rate-limit clock (Unix ms): bucket refill and concurrency lease expiry read it.
+    rate_now_ms: Arc<AtomicI64>,
 }
+
+/// (limit id, subject id)
+pub type Bucket = (String, String);
+
+/// One data plane's concurrency lease on one bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct FakeSlots {
+    pub held: u64,
+    expires_at_ms: i64,
+}
+
+/// The design's rate-limit buckets and concurrency leases, in memory.
+#[derive(Debug, Default)]
+struct FakeRate {
+    /// Per-minute buckets: (level in units × 60 000, when last refilled).
+    levels: HashMap<Bucket, (u128, i64)>,
+    slots: HashMap<(Bucket, String), FakeSlots>,
+    calls: Vec<pb::RateLeaseRequest>,
+}
+
+/// Scaled units per unit: a full bucket holds `limit × 60 000`.
+const PER_UNIT: u128 = 60_000;
 
 /// (budget id, subject id, window start)
 pub type Key = (String, String, i64);
@@ -89,6 +114,181 @@ impl FakeControlPlane {
             spend: Arc::default(),
             spend_down: Arc::default(),
             lease_refused: Arc::default(),
+            rate: Arc::default(),
+            rate_now_ms: Arc::new(AtomicI64::new(1_800_000_000_000)),
+        }
+    }
+
+    /// Moves the rate-limit clock on (buckets refill, concurrency leases may expire).
+    pub fn advance_rate_clock(&self, by: Duration) {
+        self.rate_now_ms
+            .fetch_add(i64::try_from(by.as_millis()).unwrap(), Ordering::SeqCst);
+    }
+
+    /// Every `RateLease` call so far.
+    pub fn rate_calls(&self) -> Vec<pb::RateLeaseRequest> {
+        self.rate.lock().unwrap().calls.clone()
+    }
+
+    /// Whole units left in a per-minute bucket now (`None` before its first lease).
+    pub fn bucket_level(&self, bucket: &Bucket) -> Option<u64> {
+        let now = self.rate_now_ms.load(Ordering::SeqCst);
+        let limit = self.rate_limit_of(&bucket.0)?.limit;
+        let rate = self.rate.lock().unwrap();
+        let (level, at) = rate.levels.get(bucket).copied()?;
+        let full = u128::from(limit) * PER_UNIT;
+        let elapsed = u128::try_from((now - at).max(0)).unwrap();
+        let level = (level + u128::from(limit) * elapsed).min(full);
+        Some(u64::try_from(level / PER_UNIT).unwrap())
+    }
+
+    /// Concurrency slots a data plane holds on a bucket (0 when its lease expired).
+    pub fn slots_held(&self, data_plane_id: &str, bucket: &Bucket) -> u64 {
+        let now = self.rate_now_ms.load(Ordering::SeqCst);
+        let rate = self.rate.lock().unwrap();
+        rate.slots
+            .get(&(bucket.clone(), data_plane_id.to_owned()))
+            .filter(|s| s.expires_at_ms > now)
+            .map_or(0, |s| s.held)
+    }
+
+    fn rate_limit_of(&self, limit_id: &str) -> Option<pb::RateLimit> {
+        let snapshot = self.snapshots.borrow();
+        snapshot
+            .as_ref()?
+            .rate_limits
+            .iter()
+            .find(|l| l.id == limit_id)
+            .cloned()
+    }
+
+    fn lease_ttl_ms(&self) -> i64 {
+        let snapshot = self.snapshots.borrow();
+        let ttl_s = snapshot
+            .as_ref()
+            .and_then(|s| s.budget_settings.as_ref())
+            .map_or(30, |b| {
+                if b.lease_ttl_s == 0 {
+                    30
+                } else {
+                    b.lease_ttl_s
+                }
+            });
+        i64::from(ttl_s) * 1_000
+    }
+
+    /// The design's `RateLease`: all asks or none, in one critical section.
+    fn rate_grant(&self, request: pb::RateLeaseRequest) -> pb::RateLeaseResponse {
+        let now = self.rate_now_ms.load(Ordering::SeqCst);
+        let ttl_ms = self.lease_ttl_ms();
+        let dp = request.data_plane_id.clone();
+        let mut rate = self.rate.lock().unwrap();
+        rate.calls.push(request.clone());
+        let live_free = |rate: &FakeRate, bucket: &Bucket, limit: u64| {
+            let held: u64 = rate
+                .slots
+                .iter()
+                .filter(|((b, _), s)| b == bucket && s.expires_at_ms > now)
+                .map(|(_, s)| s.held)
+                .sum();
+            limit.saturating_sub(held)
+        };
+        // First pass: refill, apply releases and lease resets, and see what fits.
+        let mut states = Vec::new();
+        let mut limits = Vec::new();
+        for ask in &request.asks {
+            let key = ask.bucket.clone().unwrap();
+            let bucket: Bucket = (key.limit_id.clone(), key.subject_id.clone());
+            let limit = self.rate_limit_of(&key.limit_id);
+            let mut state = pb::BucketState {
+                bucket: Some(key),
+                ..Default::default()
+            };
+            if let Some(l) = &limit {
+                state.limit = l.limit;
+                if l.kind == pb::RateLimitKind::ConcurrentRequests as i32 {
+                    let lease =
+                        rate.slots
+                            .entry((bucket.clone(), dp.clone()))
+                            .or_insert(FakeSlots {
+                                held: 0,
+                                expires_at_ms: now + ttl_ms,
+                            });
+                    if lease.expires_at_ms <= now {
+                        lease.held = 0;
+                        state.lease_reset = true;
+                    }
+                    lease.held = lease.held.saturating_sub(ask.release);
+                    lease.expires_at_ms = now + ttl_ms;
+                    state.lease_expires_at_unix_ms = now + ttl_ms;
+                } else {
+                    let full = u128::from(l.limit) * PER_UNIT;
+                    let (level, at) = rate.levels.get(&bucket).copied().unwrap_or((full, now));
+                    let elapsed = u128::try_from((now - at).max(0)).unwrap();
+                    let level = (level + u128::from(l.limit) * elapsed).min(full);
+                    let level = (level + u128::from(ask.release) * PER_UNIT).min(full);
+                    rate.levels.insert(bucket.clone(), (level, now));
+                }
+            }
+            limits.push((bucket, limit));
+            states.push(state);
+        }
+        let available = |rate: &FakeRate, bucket: &Bucket, l: &pb::RateLimit| {
+            if l.kind == pb::RateLimitKind::ConcurrentRequests as i32 {
+                live_free(rate, bucket, l.limit)
+            } else {
+                u64::try_from(rate.levels[bucket].0 / PER_UNIT).unwrap()
+            }
+        };
+        let blocked = request
+            .asks
+            .iter()
+            .zip(&limits)
+            .position(|(ask, (bucket, limit))| {
+                limit
+                    .as_ref()
+                    .is_some_and(|l| ask.need > available(&rate, bucket, l))
+            });
+        for (i, ask) in request.asks.iter().enumerate() {
+            let (bucket, limit) = &limits[i];
+            let Some(l) = limit else {
+                if blocked.is_none() {
+                    states[i].granted = ask.need;
+                }
+                continue;
+            };
+            let avail = available(&rate, bucket, l);
+            let concurrency = l.kind == pb::RateLimitKind::ConcurrentRequests as i32;
+            if blocked.is_none() {
+                let g = avail.min(ask.need.max(ask.want.min(avail / 4)));
+                states[i].granted = g;
+                if concurrency {
+                    rate.slots
+                        .get_mut(&(bucket.clone(), dp.clone()))
+                        .unwrap()
+                        .held += g;
+                } else {
+                    rate.levels.get_mut(bucket).unwrap().0 -= u128::from(g) * PER_UNIT;
+                }
+            } else if !concurrency && ask.need > avail {
+                let level = rate.levels[bucket].0;
+                let missing = (u128::from(ask.need) * PER_UNIT).saturating_sub(level);
+                states[i].retry_after_ms =
+                    u64::try_from(missing.div_ceil(u128::from(l.limit))).unwrap();
+            }
+            states[i].available = available(&rate, bucket, l);
+            if !concurrency {
+                let full = u128::from(l.limit) * PER_UNIT;
+                let missing = full - rate.levels[bucket].0;
+                states[i].full_in_ms =
+                    u64::try_from(missing.div_ceil(u128::from(l.limit))).unwrap();
+            }
+        }
+        pb::RateLeaseResponse {
+            granted: blocked.is_none(),
+            buckets: states,
+            blocked_index: blocked.map_or(0, |b| u32::try_from(b).unwrap()),
+            server_time_unix_ms: now,
         }
     }
 
@@ -353,6 +553,20 @@ impl SyncService for FakeControlPlane {
             return Err(Status::invalid_argument("counter window is not current"));
         }
         Ok(tonic::Response::new(self.grant(request.into_inner())))
+    }
+
+    async fn rate_lease(
+        &self,
+        request: tonic::Request<pb::RateLeaseRequest>,
+    ) -> Result<tonic::Response<pb::RateLeaseResponse>, Status> {
+        check_token(&request)?;
+        if self.spend_down.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("database is down"));
+        }
+        if self.lease_refused.load(Ordering::SeqCst) {
+            return Err(Status::invalid_argument("refused"));
+        }
+        Ok(tonic::Response::new(self.rate_grant(request.into_inner())))
     }
 
     async fn report_target_health(
