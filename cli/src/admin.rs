@@ -9,8 +9,8 @@ mod usd_arg;
 
 pub use args::{AdminArgs, AdminCommand};
 pub use client::{
-    AdminClient, AdminServiceClient, AuditAdminClient, IdentityAdminClient, SettingsAdminClient,
-    SpendAdminClient, connect,
+    AdminClient, AdminServiceClient, AuditAdminClient, IdentityAdminClient, RateLimitAdminClient,
+    SettingsAdminClient, SpendAdminClient, connect,
 };
 pub use commands::{execute, run};
 

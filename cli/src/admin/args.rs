@@ -108,6 +108,10 @@ pub enum AdminCommand {
     /// Spend caps: set, list, delete, explain what applies to a user; org-wide spend settings.
     #[command(subcommand)]
     Budget(BudgetCmd),
+    /// Rate limits: requests and tokens per minute, requests in flight; set, list, delete,
+    /// explain what applies to a user; upstream ceilings per provider.
+    #[command(subcommand)]
+    Limits(LimitsCmd),
     /// Model prices in USD per million tokens, the rule for unpriced models, provider
     /// price multipliers.
     #[command(subcommand)]
@@ -737,6 +741,125 @@ pub struct BudgetSettingsSetArgs {
     /// Remove the webhook URL and secret.
     #[arg(long)]
     pub clear_webhook: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitsCmd {
+    /// Create or replace rate limits of one scope (and model): one limit per kind given.
+    ///
+    /// A limit is identified by scope, model and kind: setting it again replaces its value.
+    /// Several limits may apply to a request (org, its user's groups, the user, the key);
+    /// it must fit all of them. Requests over a limit get 429 `rate_limit_error` with
+    /// `retry-after`.
+    ///
+    /// Example: `tollgate admin limits set --group eng --per-member --rpm 60 --input-tpm
+    /// 200000 --output-tpm 40000 --concurrency 4`
+    ///
+    /// Example (an upstream ceiling): `tollgate admin limits set --provider bedrock-us
+    /// --model us.anthropic.claude-sonnet-4-5-20250929-v1:0 --rpm 500 --concurrency 50`
+    Set(LimitSetArgs),
+    /// Every rate limit: scope, model (`*` = every model), kind and value.
+    List,
+    /// Delete a rate limit by id (its buckets go with it).
+    Delete {
+        /// The limit's id, as `limits list` shows it.
+        id: String,
+    },
+    /// Every rate limit that applies to a user or API key, and how close each is: units
+    /// left in each bucket (or free slots), when it is full again, and which limit blocks.
+    Explain(LimitExplainArgs),
+}
+
+/// Whose requests a limit counts: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct LimitScopeArgs {
+    /// Every request of the organisation (one bucket for everyone).
+    #[arg(long)]
+    pub org: bool,
+    /// A group (name or id): one bucket its members share, or one each with `--per-member`.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// A user (email or id) or service account (name or id).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// One API key (its id).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// An upstream ceiling on a provider (name or id): every request Tollgate sends there,
+    /// whoever makes it. Over it, routing tries the model's next target; when every target
+    /// is at its ceiling the client gets 529 `overloaded_error`. With `--model`, the model
+    /// is the provider's upstream model id.
+    #[arg(long)]
+    pub provider: Option<String>,
+}
+
+/// The limits to set: at least one, each from 1 to 10^12; each becomes its own limit.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = true)]
+pub struct LimitValueArgs {
+    /// Requests per minute: a token bucket holding up to N requests, refilled continuously
+    /// at N per 60 s (a burst of N is allowed, then one request every 60/N s).
+    #[arg(long, value_parser = limit_value(), value_name = "N")]
+    pub rpm: Option<u64>,
+    /// Input tokens per minute: a token bucket of N tokens refilled at N per 60 s, counting
+    /// uncached input and cache writes (not cache reads). An estimate (body bytes / input_bytes_per_token) is
+    /// reserved at admission and settled with the usage the provider reports.
+    #[arg(long, value_parser = limit_value(), value_name = "N")]
+    pub input_tpm: Option<u64>,
+    /// Output tokens per minute: a token bucket of N tokens refilled at N per 60 s. The
+    /// request's max_tokens (capped by the output_estimate_max_tokens setting) is reserved at
+    /// admission and settled with the output the provider reports.
+    #[arg(long, value_parser = limit_value(), value_name = "N")]
+    pub output_tpm: Option<u64>,
+    /// Concurrent requests: at most N in flight at once (a slot is freed when the response
+    /// ends, fails, or the client disconnects).
+    #[arg(long, value_parser = limit_value(), value_name = "N")]
+    pub concurrency: Option<u64>,
+}
+
+/// A limit's value: 1 to 10^12.
+fn limit_value() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=1_000_000_000_000)
+}
+
+#[derive(Debug, Args)]
+pub struct LimitSetArgs {
+    #[command(flatten)]
+    pub scope: LimitScopeArgs,
+    /// Group limits only: every member gets their own bucket of this size instead of the
+    /// members sharing one.
+    #[arg(long)]
+    pub per_member: bool,
+    /// Count only requests for this model: the catalogue model id clients use (aliases
+    /// resolved), or for `--provider` the upstream model id. Default: every model.
+    #[arg(long)]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub values: LimitValueArgs,
+}
+
+/// A user or an API key, optionally one model.
+#[derive(Debug, Args)]
+pub struct LimitExplainArgs {
+    #[command(flatten)]
+    pub who: LimitSubjectArgs,
+    /// Only limits that count this model (catalogue id). Default: every limit, each with the
+    /// model it counts.
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+/// A user or an API key: exactly one.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct LimitSubjectArgs {
+    /// A user (email or id) or service account (name or id).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// An API key id: the key's limits plus its owner's.
+    #[arg(long)]
+    pub key: Option<String>,
 }
 
 /// Rates in US dollars per million tokens (e.g. `--input 3.00 --output 15.00`).

@@ -1,12 +1,12 @@
-//! Connected admin clients (`Admin`, `IdentityAdmin`, `SettingsAdmin`, `SpendAdmin`) sharing
-//! one channel and sending the admin key on every call.
+//! Connected admin clients (`Admin`, `IdentityAdmin`, `SettingsAdmin`, `SpendAdmin`,
+//! `AuditAdmin`, `RateLimitAdmin`) sharing one channel and sending the admin key on every call.
 
 use std::ops::{Deref, DerefMut};
 
 use anyhow::Context as _;
 use tollgate_proto::v1::{
-    admin_client, audit_admin_client, identity_admin_client, settings_admin_client,
-    spend_admin_client,
+    admin_client, audit_admin_client, identity_admin_client, rate_limit_admin_client,
+    settings_admin_client, spend_admin_client,
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
@@ -41,6 +41,8 @@ pub type SettingsAdminClient = settings_admin_client::SettingsAdminClient<Authed
 pub type SpendAdminClient = spend_admin_client::SpendAdminClient<Authed>;
 /// The `AuditAdmin` service client.
 pub type AuditAdminClient = audit_admin_client::AuditAdminClient<Authed>;
+/// The `RateLimitAdmin` service client.
+pub type RateLimitAdminClient = rate_limit_admin_client::RateLimitAdminClient<Authed>;
 
 /// Clients of every admin service on one channel. Dereferences to the `Admin` client.
 #[derive(Clone)]
@@ -50,6 +52,7 @@ pub struct AdminClient {
     settings: SettingsAdminClient,
     spend: SpendAdminClient,
     audit: AuditAdminClient,
+    limits: RateLimitAdminClient,
 }
 
 impl AdminClient {
@@ -74,7 +77,11 @@ impl AdminClient {
                 channel.clone(),
                 auth.clone(),
             ),
-            audit: audit_admin_client::AuditAdminClient::with_interceptor(channel, auth),
+            audit: audit_admin_client::AuditAdminClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
+            limits: rate_limit_admin_client::RateLimitAdminClient::with_interceptor(channel, auth),
         })
     }
 
@@ -101,6 +108,11 @@ impl AdminClient {
     /// The `AuditAdmin` service (audit log, observability settings, usage export).
     pub fn audit(&mut self) -> &mut AuditAdminClient {
         &mut self.audit
+    }
+
+    /// The `RateLimitAdmin` service (rate limits and upstream ceilings).
+    pub fn limits(&mut self) -> &mut RateLimitAdminClient {
+        &mut self.limits
     }
 }
 

@@ -12,6 +12,7 @@ use crate::report::{Format, Report};
 
 mod audit;
 mod identity;
+mod limits;
 mod providers;
 mod settings;
 mod spend;
@@ -70,6 +71,7 @@ pub async fn execute(
         AdminCommand::Settings(cmd) => settings(client, cmd).await?,
         AdminCommand::Telemetry(cmd) => telemetry(client, cmd).await?,
         AdminCommand::Budget(cmd) => return spend::budget(client, cmd, format).await,
+        AdminCommand::Limits(cmd) => return limits::limits(client, cmd, format).await,
         AdminCommand::Prices(cmd) => return spend::prices(client, cmd, format).await,
         AdminCommand::Spend(cmd) => return spend::spend(client, cmd, format).await,
         AdminCommand::Audit(cmd) => return audit::audit(client, cmd, format).await,
