@@ -26,6 +26,7 @@ mod providers_failover;
 mod providers_sdk;
 mod providers_stream;
 mod proxy;
+mod rate_limits;
 mod resilience;
 mod sdk;
 mod spend;

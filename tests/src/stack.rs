@@ -39,6 +39,8 @@ pub struct Stack {
     http_listen: Option<SocketAddr>,
     /// The control plane's audit signing key, its public key, and the exported checkpoints.
     pub audit: StackAudit,
+    /// The control plane's clock (rate-limit buckets and concurrency leases read it).
+    pub clock: tollgate_control_plane::Clock,
     root: CancellationToken,
     cp_token: CancellationToken,
     cp: Option<ControlPlaneHandle>,
@@ -91,6 +93,12 @@ impl Stack {
         Stack::start_inner_on(TestDatabase::create_on(admin_url).await?, None).await
     }
 
+    /// Like [`Stack::start`], with the control plane on `clock` (e.g. a manual clock the
+    /// test moves: rate-limit buckets refill and concurrency leases expire with it).
+    pub async fn start_with_clock(clock: tollgate_control_plane::Clock) -> anyhow::Result<Stack> {
+        Stack::start_inner_on_clock(TestDatabase::create().await?, None, clock).await
+    }
+
     async fn start_inner(http_listen: Option<SocketAddr>) -> anyhow::Result<Stack> {
         Stack::start_inner_on(TestDatabase::create().await?, http_listen).await
     }
@@ -98,6 +106,14 @@ impl Stack {
     async fn start_inner_on(
         db: TestDatabase,
         http_listen: Option<SocketAddr>,
+    ) -> anyhow::Result<Stack> {
+        Stack::start_inner_on_clock(db, http_listen, tollgate_control_plane::Clock::system()).await
+    }
+
+    async fn start_inner_on_clock(
+        db: TestDatabase,
+        http_listen: Option<SocketAddr>,
+        clock: tollgate_control_plane::Clock,
     ) -> anyhow::Result<Stack> {
         let root = CancellationToken::new();
         let fake = FakeAnthropic::start(root.child_token()).await?;
@@ -119,6 +135,7 @@ impl Stack {
             http_listen,
         );
         audit.configure(&mut config);
+        config.clock = clock.clone();
         let cp = tollgate_control_plane::spawn(config, cp_token.clone()).await?;
         let http_listen = cp.http_addr;
         let admin_key = match &cp.bootstrap_admin_key {
@@ -138,6 +155,7 @@ impl Stack {
             cp_http_url: http_listen.map(|a| format!("http://{a}")),
             http_listen,
             audit,
+            clock,
             root,
             cp_token,
             cp: Some(cp),
@@ -330,6 +348,7 @@ impl Stack {
             self.http_listen,
         );
         self.audit.configure(&mut config);
+        config.clock = self.clock.clone();
         self.cp = Some(tollgate_control_plane::spawn(config, self.cp_token.clone()).await?);
         Ok(())
     }
