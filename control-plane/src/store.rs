@@ -21,6 +21,7 @@ pub(crate) mod principal;
 pub(crate) mod provider;
 pub mod rate_limit;
 pub(crate) mod route;
+pub(crate) mod scope;
 pub(crate) mod settings;
 pub mod spend;
 pub(crate) mod usage;

@@ -15,8 +15,7 @@ mod lease;
 mod ledger;
 mod reservation;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tollgate_policy::{
@@ -25,12 +24,13 @@ use tollgate_policy::{
 
 pub use clock::Clock;
 pub(crate) use headers::{CapReached, HeaderList, fetch_error_headers, success_headers};
-pub(crate) use keeper::spawn_lease_keeper;
+pub(crate) use keeper::{KeeperSchedule, spawn_lease_keeper};
 pub(crate) use lease::{CounterState, LeaseAsk, LeaseReply, SpendCallError, SpendSummary};
 pub use ledger::{CounterUse, Ledger, Representative};
 pub(crate) use reservation::Reservation;
 
-use crate::control_plane::{self, SyncApi};
+use crate::control_plane::{self, OutageLatch, SyncApi};
+use crate::flight_locks::FlightLocks;
 
 /// What admission decided for a capped request.
 #[derive(Debug)]
@@ -51,45 +51,24 @@ pub(crate) enum Admission {
 pub(crate) struct Spend {
     ledger: Arc<Ledger>,
     /// One async lock per counter: at most one lease call per counter at a time.
-    flights: Mutex<HashMap<CounterKey, Arc<tokio::sync::Mutex<()>>>>,
+    flights: FlightLocks<CounterKey>,
     api: SyncApi,
     data_plane_id: String,
     clock: Clock,
-    /// Until when lease calls are skipped after one found the control plane unreachable,
-    /// so queued requests get the outage answer at once instead of a timeout each.
-    down_until: Mutex<Option<Instant>>,
+    /// Skips lease calls for a while after one found the control plane unreachable.
+    outage: OutageLatch,
 }
-
-/// How long an unreachable control plane is not asked again by admission (the lease
-/// keeper keeps trying on its own schedule).
-const OUTAGE_RECHECK: Duration = Duration::from_secs(5);
 
 impl Spend {
     pub(crate) fn new(api: SyncApi, data_plane_id: String, clock: Clock) -> Self {
         Spend {
             ledger: Arc::new(Ledger::new()),
-            flights: Mutex::default(),
+            flights: FlightLocks::default(),
             api,
             data_plane_id,
             clock,
-            down_until: Mutex::default(),
+            outage: OutageLatch::default(),
         }
-    }
-
-    fn control_plane_down(&self) -> bool {
-        let down_until = self
-            .down_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        down_until.is_some_and(|until| Instant::now() < until)
-    }
-
-    fn mark_control_plane_down(&self) {
-        let mut down_until = self
-            .down_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *down_until = Some(Instant::now() + OUTAGE_RECHECK);
     }
 
     /// The local ledger (the usage shipper notes acknowledged costs in it).
@@ -127,11 +106,9 @@ impl Spend {
         estimate: u64,
         settings: &BudgetSettings,
     ) -> Admission {
-        // Held until the lease answer is in the ledger.
-        let mut guards = Vec::with_capacity(counters.len());
-        for lock in self.flight_locks(&counters) {
-            guards.push(lock.lock_owned().await);
-        }
+        // Held until the lease answer is in the ledger; sorted order, so concurrent
+        // requests on overlapping counters never deadlock.
+        let guards = self.flights.lock(counters.iter()).await;
         if let Some(representative) = self.ledger.try_reserve(&counters, estimate, Instant::now()) {
             return Admission::Admitted {
                 reservation: Reservation::new(self.ledger.clone(), counters, estimate),
@@ -147,14 +124,14 @@ impl Spend {
             return self.admitted(reservation, &counters);
         }
         let ttl = Duration::from_secs(u64::from(settings.lease_ttl_s));
-        let answer = if self.control_plane_down() {
+        let answer = if self.outage.is_down() {
             Err(SpendCallError::unreachable(
                 "control plane failed a spend call moments ago",
             ))
         } else {
             let answer = self.lease_detached(asks.clone(), ttl).await;
             if answer.as_ref().is_err_and(|e| e.unreachable) {
-                self.mark_control_plane_down();
+                self.outage.mark_down();
             }
             answer
         };
@@ -228,18 +205,6 @@ impl Spend {
         }
     }
 
-    /// The lease locks of `counters`, in sorted key order (so concurrent requests on
-    /// overlapping counters never deadlock).
-    fn flight_locks(&self, counters: &[CounterKey]) -> Vec<Arc<tokio::sync::Mutex<()>>> {
-        let mut keys: Vec<&CounterKey> = counters.iter().collect();
-        keys.sort();
-        keys.dedup();
-        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.into_iter()
-            .map(|k| flights.entry(k.clone()).or_default().clone())
-            .collect()
-    }
-
     /// Current use of each counter: from the ledger when this data plane holds a slot,
     /// else read from the control plane (one `Lease` call with zero amounts).
     pub(crate) async fn usage_of(
@@ -288,10 +253,7 @@ impl Spend {
         // Serialised with admission's lease calls on the same counters, so a renewal's
         // answer never overwrites a grant applied in between.
         let held = self.ledger.counters();
-        let mut guards = Vec::with_capacity(held.len());
-        for lock in self.flight_locks(&held) {
-            guards.push(lock.lock_owned().await);
-        }
+        let guards = self.flights.lock(held.iter()).await;
         let asks = self
             .ledger
             .plan_upkeep(Instant::now(), self.clock.now_unix_s(), ttl);
@@ -307,8 +269,7 @@ impl Spend {
                 .finish_upkeep(&asks, reply.as_ref(), Instant::now(), ttl);
         }
         drop(guards);
-        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        flights.retain(|_, lock| Arc::strong_count(lock) > 1);
+        self.flights.prune();
     }
 
     /// At shutdown, after in-flight requests settled: hands every slice's headroom back.
@@ -337,9 +298,7 @@ pub(crate) fn cap_reached(
     let label = match budget.scope {
         BudgetScope::Org => "organisation-wide".to_owned(),
         BudgetScope::Group => {
-            let name = snapshot
-                .group(&budget.scope_id)
-                .map_or(budget.scope_id.as_str(), |g| g.name.as_str());
+            let name = snapshot.group_name(&budget.scope_id);
             if budget.per_member {
                 format!("group {name}, per member")
             } else {

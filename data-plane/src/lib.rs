@@ -24,6 +24,7 @@ pub mod budget;
 mod config;
 mod control_plane;
 mod error;
+mod flight_locks;
 mod gateway;
 mod listener;
 pub mod meter;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
-use tollgate_policy::Snapshot;
+use tollgate_policy::{BudgetSettings, Snapshot};
 
 pub(crate) use cache::{CacheWriter, spawn_snapshot_cache};
 pub(crate) use sync::spawn_snapshot_sync;
@@ -43,6 +43,16 @@ impl SnapshotStore {
     /// The snapshot to use for one whole request; `None` until the first one arrives.
     pub(crate) fn load(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
+    }
+
+    /// The lease TTL in seconds (at least 1) the lease keepers work with: the budget
+    /// settings' `lease_ttl_s`, or its default until the first snapshot arrives.
+    pub(crate) fn lease_ttl_s(&self) -> u32 {
+        self.load()
+            .map_or(BudgetSettings::default().lease_ttl_s, |s| {
+                s.budgets().settings.lease_ttl_s
+            })
+            .max(1)
     }
 
     pub(crate) fn version(&self) -> Option<u64> {

@@ -316,6 +316,44 @@ async fn a_spend_cap_and_a_rate_limit_answer_differently() {
     stack.finish().await;
 }
 
+/// A stack where alice has used her whole 60-per-minute bucket (one request refills in
+/// 1 s, which clients wait as `retry-after-ms` says), a counting proxy in front of its data
+/// plane for the client under test, and a task that moves the control plane's clock a
+/// minute on once the proxy has seen the client refused (it answers whether it was).
+async fn drained_bucket_refilled_after_a_refusal() -> (
+    Stack,
+    tollgate_e2e::StackDataPlane,
+    CountingProxy,
+    tokio::task::JoinHandle<bool>,
+) {
+    let (stack, clock) = stack_on_manual_clock().await;
+    admin(&stack, &["limits", "set", "--user", ALICE, "--rpm", "60"])
+        .await
+        .unwrap();
+    let dp = stack.data_plane().await.unwrap();
+    let used = burst(&[&dp.url], &stack.alice_key, 60).await;
+    assert_eq!(count(&used, 200), 60, "{used:?}");
+    let proxy = CountingProxy::start(&dp.url, stack.child_token())
+        .await
+        .unwrap();
+    let refill = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let refused = eventually(Duration::from_secs(60), || async {
+                proxy.messages().iter().any(|p| p.status == 429)
+            })
+            .await;
+            clock.advance(chrono::Duration::seconds(60));
+            refused
+        })
+    };
+    (stack, dp, proxy, refill)
+}
+
+fn statuses(proxy: &CountingProxy) -> Vec<u16> {
+    proxy.messages().iter().map(|p| p.status).collect()
+}
+
 const SDK_SCRIPT: &str = r#"
 import anthropic
 client = anthropic.Anthropic(max_retries=4)
@@ -326,36 +364,13 @@ print("OK", msg.content[0].text)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_retries_after_a_rate_limit_and_succeeds_once_the_bucket_refills() {
-    let (stack, clock) = stack_on_manual_clock().await;
-    // 60 per minute: one request refills in 1 s, which the SDK waits (retry-after-ms).
-    admin(&stack, &["limits", "set", "--user", ALICE, "--rpm", "60"])
-        .await
-        .unwrap();
-    let dp = stack.data_plane().await.unwrap();
-    let used = burst(&[&dp.url], &stack.alice_key, 60).await;
-    assert_eq!(count(&used, 200), 60, "{used:?}");
-    let proxy = CountingProxy::start(&dp.url, stack.child_token())
-        .await
-        .unwrap();
-
-    // Moves the control plane's clock once the SDK has been refused.
-    let refill = {
-        let (proxy, clock) = (proxy.clone(), clock.clone());
-        tokio::spawn(async move {
-            let refused = eventually(Duration::from_secs(30), || async {
-                proxy.messages().iter().any(|p| p.status == 429)
-            })
-            .await;
-            clock.advance(chrono::Duration::seconds(60));
-            refused
-        })
-    };
+    let (stack, _dp, proxy, refill) = drained_bucket_refilled_after_a_refusal().await;
     let out = python::run_script(SDK_SCRIPT, &proxy.url(), &stack.alice_key)
         .await
         .unwrap();
     assert_eq!(out.trim(), "OK ok");
     assert!(refill.await.unwrap(), "the SDK was refused first");
-    let statuses: Vec<u16> = proxy.messages().iter().map(|p| p.status).collect();
+    let statuses = statuses(&proxy);
     assert_eq!(statuses.first(), Some(&429), "{statuses:?}");
     assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
     stack.finish().await;
@@ -363,32 +378,12 @@ async fn python_sdk_retries_after_a_rate_limit_and_succeeds_once_the_bucket_refi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claude_cli_retries_a_rate_limit_on_its_own_and_completes() {
-    let (stack, clock) = stack_on_manual_clock().await;
-    admin(&stack, &["limits", "set", "--user", ALICE, "--rpm", "60"])
-        .await
-        .unwrap();
-    let dp = stack.data_plane().await.unwrap();
-    let used = burst(&[&dp.url], &stack.alice_key, 60).await;
-    assert_eq!(count(&used, 200), 60, "{used:?}");
-    let proxy = CountingProxy::start(&dp.url, stack.child_token())
-        .await
-        .unwrap();
-    let refill = {
-        let (proxy, clock) = (proxy.clone(), clock.clone());
-        tokio::spawn(async move {
-            let refused = eventually(Duration::from_secs(60), || async {
-                proxy.messages().iter().any(|p| p.status == 429)
-            })
-            .await;
-            clock.advance(chrono::Duration::seconds(60));
-            refused
-        })
-    };
+    let (stack, _dp, proxy, refill) = drained_bucket_refilled_after_a_refusal().await;
     let run =
         tollgate_e2e::claude_cli::print_mode(&proxy.url(), &stack.alice_key, SONNET, "say hi")
             .await
             .unwrap();
-    let statuses: Vec<u16> = proxy.messages().iter().map(|p| p.status).collect();
+    let statuses = statuses(&proxy);
     eprintln!("claude -p under a rate limit: {run:?}; statuses {statuses:?}");
     assert!(refill.await.unwrap(), "claude was refused first");
     assert!(run.success, "{run:?}");

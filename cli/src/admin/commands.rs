@@ -11,6 +11,7 @@ use super::time_arg::{format_instant, parse_duration, parse_instant};
 use crate::report::{Format, Report};
 
 mod audit;
+mod explain;
 mod identity;
 mod limits;
 mod providers;

@@ -7,13 +7,13 @@
 
 mod window;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tollgate_proto::v1 as pb;
 
 use crate::caller::Caller;
 use crate::pricing::TargetPrice;
+use crate::scope_index::{CallerScope, ScopeIndex};
 
 pub use window::{Window, civil_from_unix_s, unix_s_from_civil};
 
@@ -136,6 +136,14 @@ impl BudgetSettings {
     /// The reservation for a request: body bytes / `input_bytes_per_token` input tokens and
     /// `max_tokens` (bounded by `output_estimate_max_tokens`) output tokens, at `price`.
     pub fn estimate(&self, price: &TargetPrice, body_bytes: usize, max_tokens: u64) -> u64 {
+        let (input, output) = self.estimate_tokens(body_bytes, max_tokens);
+        price.estimate(input, output)
+    }
+
+    /// The tokens a request is estimated at, as `(input, output)`: body bytes /
+    /// `input_bytes_per_token` input tokens and `max_tokens` (bounded by
+    /// `output_estimate_max_tokens`) output tokens.
+    pub fn estimate_tokens(&self, body_bytes: usize, max_tokens: u64) -> (u64, u64) {
         let per_token = u64::from(self.input_bytes_per_token.max(1));
         let input = u64::try_from(body_bytes)
             .unwrap_or(u64::MAX)
@@ -144,7 +152,7 @@ impl BudgetSettings {
             Some(bound) => max_tokens.min(u64::from(bound)),
             None => max_tokens,
         };
-        price.estimate(input, output)
+        (input, output)
     }
 }
 
@@ -190,26 +198,17 @@ pub struct AppliedBudget {
 /// The snapshot's budgets, indexed by what they apply to.
 #[derive(Debug, Clone, Default)]
 pub struct Budgets {
-    org: Vec<Arc<Budget>>,
-    by_group: HashMap<String, Vec<Arc<Budget>>>,
-    by_principal: HashMap<String, Vec<Arc<Budget>>>,
-    by_key: HashMap<String, Vec<Arc<Budget>>>,
+    index: ScopeIndex<Budget>,
     pub settings: BudgetSettings,
 }
 
 impl Budgets {
     pub fn is_empty(&self) -> bool {
-        self.org.is_empty()
-            && self.by_group.is_empty()
-            && self.by_principal.is_empty()
-            && self.by_key.is_empty()
+        self.index.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.org.len()
-            + self.by_group.values().map(Vec::len).sum::<usize>()
-            + self.by_principal.values().map(Vec::len).sum::<usize>()
-            + self.by_key.values().map(Vec::len).sum::<usize>()
+        self.index.len()
     }
 
     /// Every budget that applies to `caller` at `now_unix_s`, each once with its counter; in
@@ -219,11 +218,11 @@ impl Budgets {
             return Vec::new();
         }
         let principal_id = caller.principal().id.as_str();
-        let mut out = Vec::new();
-        let mut push = |budget: &Arc<Budget>| {
+        let mut out: Vec<AppliedBudget> = Vec::new();
+        for budget in self.index.for_caller(caller) {
             // A group listed twice among the caller's groups must not charge its cap twice.
-            if out.iter().any(|a: &AppliedBudget| a.budget.id == budget.id) {
-                return;
+            if out.iter().any(|a| a.budget.id == budget.id) {
+                continue;
             }
             let window = budget.period.window(now_unix_s);
             let subject_id = if budget.per_member {
@@ -240,20 +239,6 @@ impl Budgets {
                 budget: budget.clone(),
                 window,
             });
-        };
-        self.org.iter().for_each(&mut push);
-        for group_id in caller.group_ids() {
-            if let Some(list) = self.by_group.get(group_id) {
-                list.iter().for_each(&mut push);
-            }
-        }
-        if let Some(list) = self.by_principal.get(principal_id) {
-            list.iter().for_each(&mut push);
-        }
-        if let Some(key_id) = caller.key_id()
-            && let Some(list) = self.by_key.get(key_id)
-        {
-            list.iter().for_each(&mut push);
         }
         out
     }
@@ -268,11 +253,11 @@ impl Budgets {
             ..Budgets::default()
         };
         for b in budgets {
-            let scope = match pb::BudgetScope::try_from(b.scope) {
-                Ok(pb::BudgetScope::Org) => BudgetScope::Org,
-                Ok(pb::BudgetScope::Group) => BudgetScope::Group,
-                Ok(pb::BudgetScope::User) => BudgetScope::User,
-                Ok(pb::BudgetScope::Key) => BudgetScope::Key,
+            let (scope, caller_scope) = match pb::BudgetScope::try_from(b.scope) {
+                Ok(pb::BudgetScope::Org) => (BudgetScope::Org, CallerScope::Org),
+                Ok(pb::BudgetScope::Group) => (BudgetScope::Group, CallerScope::Group),
+                Ok(pb::BudgetScope::User) => (BudgetScope::User, CallerScope::User),
+                Ok(pb::BudgetScope::Key) => (BudgetScope::Key, CallerScope::Key),
                 _ => return Err(format!("budget {} has no scope", b.id)),
             };
             let period = Period::from_pb(b.period)
@@ -298,12 +283,7 @@ impl Budgets {
                 per_member: b.per_member,
                 alert_thresholds_percent: b.alert_thresholds_percent,
             });
-            match scope {
-                BudgetScope::Org => out.org.push(budget),
-                BudgetScope::Group => out.by_group.entry(b.scope_id).or_default().push(budget),
-                BudgetScope::User => out.by_principal.entry(b.scope_id).or_default().push(budget),
-                BudgetScope::Key => out.by_key.entry(b.scope_id).or_default().push(budget),
-            }
+            out.index.insert(caller_scope, b.scope_id, budget);
         }
         Ok(out)
     }

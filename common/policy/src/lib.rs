@@ -12,6 +12,7 @@ mod credential;
 mod pricing;
 mod provider;
 mod rate_limit;
+mod scope_index;
 mod settings;
 mod snapshot;
 mod token;

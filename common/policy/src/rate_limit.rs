@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tollgate_proto::v1 as pb;
 
 use crate::caller::Caller;
+use crate::scope_index::{CallerScope, ScopeIndex};
 
 /// Whose requests a limit counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -179,20 +180,14 @@ pub struct AppliedLimit {
 /// The snapshot's rate limits, indexed by what they apply to.
 #[derive(Debug, Clone, Default)]
 pub struct RateLimits {
-    org: Vec<Arc<RateLimit>>,
-    by_group: HashMap<String, Vec<Arc<RateLimit>>>,
-    by_principal: HashMap<String, Vec<Arc<RateLimit>>>,
-    by_key: HashMap<String, Vec<Arc<RateLimit>>>,
+    callers: ScopeIndex<RateLimit>,
     by_provider: HashMap<String, Vec<Arc<RateLimit>>>,
 }
 
 impl RateLimits {
     /// No caller limit (provider ceilings aside).
     pub fn is_empty(&self) -> bool {
-        self.org.is_empty()
-            && self.by_group.is_empty()
-            && self.by_principal.is_empty()
-            && self.by_key.is_empty()
+        self.callers.is_empty()
     }
 
     /// No provider ceiling.
@@ -209,9 +204,9 @@ impl RateLimits {
         }
         let principal_id = caller.principal().id.as_str();
         let mut out: Vec<AppliedLimit> = Vec::new();
-        let mut push = |limit: &Arc<RateLimit>| {
+        for limit in self.callers.for_caller(caller) {
             if !limit.counts_model(model) || out.iter().any(|a| a.limit.id == limit.id) {
-                return;
+                continue;
             }
             let subject_id = if limit.per_member {
                 principal_id.to_owned()
@@ -225,20 +220,6 @@ impl RateLimits {
                 },
                 limit: limit.clone(),
             });
-        };
-        self.org.iter().for_each(&mut push);
-        for group_id in caller.group_ids() {
-            if let Some(list) = self.by_group.get(group_id) {
-                list.iter().for_each(&mut push);
-            }
-        }
-        if let Some(list) = self.by_principal.get(principal_id) {
-            list.iter().for_each(&mut push);
-        }
-        if let Some(key_id) = caller.key_id()
-            && let Some(list) = self.by_key.get(key_id)
-        {
-            list.iter().for_each(&mut push);
         }
         out
     }
@@ -263,11 +244,8 @@ impl RateLimits {
 
     /// Every limit, for listings and metrics.
     pub fn all(&self) -> impl Iterator<Item = &Arc<RateLimit>> {
-        self.org
-            .iter()
-            .chain(self.by_group.values().flatten())
-            .chain(self.by_principal.values().flatten())
-            .chain(self.by_key.values().flatten())
+        self.callers
+            .all()
             .chain(self.by_provider.values().flatten())
     }
 
@@ -306,17 +284,17 @@ impl RateLimits {
                 kind,
                 limit: l.limit,
             });
-            let index = match scope {
-                RateLimitScope::Org => {
-                    out.org.push(limit);
+            let caller_scope = match scope {
+                RateLimitScope::Org => CallerScope::Org,
+                RateLimitScope::Group => CallerScope::Group,
+                RateLimitScope::User => CallerScope::User,
+                RateLimitScope::Key => CallerScope::Key,
+                RateLimitScope::Provider => {
+                    out.by_provider.entry(l.scope_id).or_default().push(limit);
                     continue;
                 }
-                RateLimitScope::Group => &mut out.by_group,
-                RateLimitScope::User => &mut out.by_principal,
-                RateLimitScope::Key => &mut out.by_key,
-                RateLimitScope::Provider => &mut out.by_provider,
             };
-            index.entry(l.scope_id).or_default().push(limit);
+            out.callers.insert(caller_scope, l.scope_id, limit);
         }
         Ok(out)
     }

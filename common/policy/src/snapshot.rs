@@ -224,6 +224,11 @@ impl Snapshot {
         self.groups.get(id)
     }
 
+    /// The name of group `id`, or the id itself for a group not in the snapshot.
+    pub fn group_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.group(id).map_or(id, |g| g.name.as_str())
+    }
+
     pub fn provider(&self, id: &str) -> Option<&Arc<Provider>> {
         self.providers.get(id)
     }

@@ -11,8 +11,8 @@ use sqlx::{PgConnection, PgPool};
 use tollgate_policy::{RateLimitKind, RateLimitScope};
 use uuid::Uuid;
 
-use crate::store::spend::budgets::resolve_principal;
-use crate::store::{StoreError, audit, group, parse_uuid, provider};
+use crate::store::scope::{resolve_group, resolve_live_key, resolve_principal};
+use crate::store::{StoreError, audit, provider};
 
 /// The largest limit accepted (a full bucket, limit × 60000, must fit a bigint).
 pub const MAX_LIMIT: i64 = 1_000_000_000_000;
@@ -225,38 +225,18 @@ async fn resolve_target(
     }
     match scope {
         RateLimitScope::Org => Ok(Target::default()),
-        RateLimitScope::Group => {
-            let id = group::resolve(conn, org_id, scope_ref)
-                .await?
-                .ok_or_else(|| {
-                    StoreError::InvalidArgument(format!("group `{scope_ref}` not found"))
-                })?;
-            Ok(Target {
-                group_id: Some(id),
-                ..Target::default()
-            })
-        }
+        RateLimitScope::Group => Ok(Target {
+            group_id: Some(resolve_group(conn, org_id, scope_ref).await?),
+            ..Target::default()
+        }),
         RateLimitScope::User => Ok(Target {
             principal_id: Some(resolve_principal(conn, org_id, scope_ref).await?),
             ..Target::default()
         }),
-        RateLimitScope::Key => {
-            let id: Option<Uuid> = sqlx::query_scalar(
-                "SELECT k.id FROM api_keys k JOIN principals p ON p.id = k.principal_id \
-                 WHERE k.id = $1 AND p.org_id = $2 AND k.revoked_at IS NULL",
-            )
-            .bind(parse_uuid(scope_ref))
-            .bind(org_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let id = id.ok_or_else(|| {
-                StoreError::InvalidArgument(format!("API key `{scope_ref}` not found or revoked"))
-            })?;
-            Ok(Target {
-                api_key_id: Some(id),
-                ..Target::default()
-            })
-        }
+        RateLimitScope::Key => Ok(Target {
+            api_key_id: Some(resolve_live_key(conn, org_id, scope_ref).await?),
+            ..Target::default()
+        }),
         RateLimitScope::Provider => {
             let id = provider::resolve(conn, scope_ref).await?.ok_or_else(|| {
                 StoreError::InvalidArgument(format!("provider `{scope_ref}` not found"))

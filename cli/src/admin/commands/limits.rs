@@ -7,7 +7,7 @@ use tollgate_proto::v1 as pb;
 use super::super::args::{LimitExplainArgs, LimitScopeArgs, LimitSetArgs, LimitsCmd};
 use super::super::client::AdminClient;
 use super::identity::format_instant_ms;
-use super::status;
+use super::{explain, status};
 use crate::report::{Format, Report};
 
 pub(super) async fn limits(
@@ -152,29 +152,34 @@ fn seconds_cell(ms: u64) -> String {
     format!("{}.{}s", ms / 1000, (ms % 1000) / 100)
 }
 
+/// The columns of [`limit_cells`] after the id.
+const LIMIT_COLUMNS: [&str; 6] = ["scope", "name", "sharing", "model", "kind", "limit"];
+
 fn limit_report() -> Report {
-    Report::new([
-        "id",
-        "scope",
-        "name",
-        "sharing",
-        "model",
-        "kind",
-        "limit",
-        "updated_at",
-    ])
+    Report::new(
+        ["id"]
+            .into_iter()
+            .chain(LIMIT_COLUMNS)
+            .chain(["updated_at"]),
+    )
 }
 
 fn limit_row(l: pb::RateLimitInfo) -> Vec<String> {
+    let mut row = limit_cells(&l);
+    row.push(format_instant_ms(l.updated_at_unix_ms));
+    row
+}
+
+/// The cells both tables start with: id, scope, name, sharing, model, kind and limit.
+fn limit_cells(l: &pb::RateLimitInfo) -> Vec<String> {
     vec![
         l.id.clone(),
         scope_name(l.scope).to_owned(),
         l.scope_name.clone(),
-        sharing(&l).to_owned(),
+        sharing(l).to_owned(),
         model_cell(&l.model),
         kind_name(l.kind).to_owned(),
         l.limit.to_string(),
-        format_instant_ms(l.updated_at_unix_ms),
     ]
 }
 
@@ -195,14 +200,7 @@ async fn explain(
         .map_err(status)?
         .into_inner();
     let r = explain_report(&resp);
-    if format != Format::Table {
-        return Ok(r.render(format));
-    }
-    Ok(format!(
-        "{}\n{}",
-        explain_summary(&resp),
-        r.render(Format::Table)
-    ))
+    Ok(explain::render(|| explain_summary(&resp), &r, format))
 }
 
 /// A limit for humans: "group eng (per member) requests_per_minute limit on claude-x".
@@ -226,59 +224,40 @@ fn describe(l: &pb::RateLimitInfo) -> String {
 
 /// One line naming the principal, their groups and whether (and by what) they are blocked.
 pub(super) fn explain_summary(resp: &pb::ExplainRateLimitsResponse) -> String {
-    let groups = if resp.group_names.is_empty() {
-        "no groups".to_owned()
-    } else {
-        format!("groups: {}", resp.group_names.join(", "))
+    let summary = explain::Summary {
+        principal_name: &resp.principal_name,
+        principal_id: &resp.principal_id,
+        group_names: &resp.group_names,
+        applying: resp.standings.len(),
+        blocked: resp.blocked,
+        noun: "limit",
+        none_applies: "no rate limit applies",
     };
-    let verdict = if resp.standings.is_empty() {
-        "no rate limit applies".to_owned()
-    } else if resp.blocked {
-        let blockers: Vec<String> = resp
-            .standings
+    summary.line(|| {
+        resp.standings
             .iter()
             .filter(|s| s.blocks)
             .map(|s| match &s.limit {
                 Some(l) => describe(l),
                 None => "a limit".to_owned(),
             })
-            .collect();
-        format!("BLOCKED by the {}", blockers.join(" and the "))
-    } else {
-        format!("{} limit(s) apply; none blocks", resp.standings.len())
-    };
-    format!(
-        "{} ({}, {groups}): {verdict}",
-        resp.principal_name, resp.principal_id
-    )
+            .collect()
+    })
 }
 
 pub(super) fn explain_report(resp: &pb::ExplainRateLimitsResponse) -> Report {
-    let mut r = Report::new([
-        "limit_id",
-        "scope",
-        "name",
-        "sharing",
-        "model",
-        "kind",
-        "limit",
+    let mut r = Report::new(["limit_id"].into_iter().chain(LIMIT_COLUMNS).chain([
         "available",
         "held",
         "full_in",
         "blocks",
         "explanation",
-    ]);
+    ]));
     for s in &resp.standings {
         let l = s.limit.clone().unwrap_or_default();
         let concurrency = is_concurrency(l.kind);
-        r.push(vec![
-            l.id.clone(),
-            scope_name(l.scope).to_owned(),
-            l.scope_name.clone(),
-            sharing(&l).to_owned(),
-            model_cell(&l.model),
-            kind_name(l.kind).to_owned(),
-            l.limit.to_string(),
+        let mut row = limit_cells(&l);
+        row.extend([
             s.available.to_string(),
             if concurrency {
                 s.held.to_string()
@@ -293,6 +272,7 @@ pub(super) fn explain_report(resp: &pb::ExplainRateLimitsResponse) -> Report {
             if s.blocks { "BLOCKS" } else { "-" }.to_owned(),
             s.explanation.clone(),
         ]);
+        r.push(row);
     }
     r
 }
@@ -422,15 +402,21 @@ mod tests {
         }
     }
 
+    /// A per-member requests-per-minute limit of group `eng`.
+    fn eng_rpm_per_member() -> pb::RateLimitInfo {
+        pb::RateLimitInfo {
+            per_member: true,
+            ..info(
+                pb::RateLimitScope::Group,
+                "eng",
+                pb::RateLimitKind::RequestsPerMinute,
+            )
+        }
+    }
+
     #[test]
     fn list_rows_show_every_model_as_a_star_and_group_sharing() {
-        let mut per_member = info(
-            pb::RateLimitScope::Group,
-            "eng",
-            pb::RateLimitKind::RequestsPerMinute,
-        );
-        per_member.per_member = true;
-        let row = limit_row(per_member);
+        let row = limit_row(eng_rpm_per_member());
         assert_eq!(
             row[..7],
             [
@@ -464,12 +450,7 @@ mod tests {
 
     #[test]
     fn explain_names_what_blocks_and_shows_slots_for_concurrency() {
-        let mut group = info(
-            pb::RateLimitScope::Group,
-            "eng",
-            pb::RateLimitKind::RequestsPerMinute,
-        );
-        group.per_member = true;
+        let group = eng_rpm_per_member();
         let resp = pb::ExplainRateLimitsResponse {
             principal_id: "p1".into(),
             principal_name: "alice@example.com".into(),

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::lease::{Bucket, SCALE, ms_until, refill};
 use super::{ORDER, RateLimitRow, SELECT};
-use crate::store::spend::budgets::resolve_principal;
-use crate::store::{StoreError, parse_uuid};
+use crate::store::StoreError;
+use crate::store::scope::{self, begin_explain};
 
 /// One limit that applies, with its bucket's standing now.
 #[derive(Debug, Clone)]
@@ -34,14 +34,7 @@ pub struct Standing {
 }
 
 /// Every limit that applies to one principal.
-#[derive(Debug, Clone)]
-pub struct Explanation {
-    pub principal_id: Uuid,
-    pub principal_name: String,
-    pub group_names: Vec<String>,
-    pub standings: Vec<Standing>,
-    pub blocked: bool,
-}
+pub type Explanation = scope::Explanation<Standing>;
 
 /// Explains the limits of `user` (id, email or service-account name) or of `api_key_id`
 /// (the key's limits plus its owner's) at `now`, only those counting `model` when given. An
@@ -54,64 +47,10 @@ pub async fn explain(
     model: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Explanation, StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let key: Option<(Uuid, Uuid)> = match api_key_id {
-        Some(k) => {
-            let row: Option<(Uuid, Uuid)> = sqlx::query_as(
-                "SELECT k.id, k.principal_id FROM api_keys k JOIN principals p \
-                 ON p.id = k.principal_id WHERE k.id = $1 AND p.org_id = $2",
-            )
-            .bind(parse_uuid(k))
-            .bind(org_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            Some(row.ok_or_else(|| StoreError::NotFound(format!("API key `{k}` not found")))?)
-        }
-        None => None,
-    };
-    let principal_id = match (user, key) {
-        (Some(u), key) => {
-            let id = match resolve_principal(&mut tx, org_id, u).await {
-                Err(StoreError::InvalidArgument(msg)) => Err(StoreError::NotFound(msg)),
-                other => other,
-            }?;
-            if key.is_some_and(|(_, owner)| owner != id) {
-                return Err(StoreError::InvalidArgument(format!(
-                    "API key does not belong to `{u}`"
-                )));
-            }
-            id
-        }
-        (None, Some((_, owner))) => owner,
-        (None, None) => {
-            return Err(StoreError::InvalidArgument(
-                "name a user or an API key to explain".to_owned(),
-            ));
-        }
-    };
-    let principal_name: String =
-        sqlx::query_scalar("SELECT COALESCE(email, name) FROM principals WHERE id = $1")
-            .bind(principal_id)
-            .fetch_one(&mut *tx)
-            .await?;
-    let groups: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT g.id, g.name FROM groups g WHERE g.org_id = $1 AND ( \
-           g.id IN (SELECT group_id FROM group_members WHERE principal_id = $2) \
-           OR ($3 AND g.name = ANY(COALESCE((SELECT s.groups FROM sessions s \
-             WHERE s.principal_id = $2 AND s.revoked_at IS NULL \
-             ORDER BY s.last_refreshed_at DESC LIMIT 1), '{}')))) \
-         ORDER BY g.name",
-    )
-    .bind(org_id)
-    .bind(principal_id)
-    .bind(key.is_none())
-    .fetch_all(&mut *tx)
-    .await?;
-    let group_ids: Vec<Uuid> = groups.iter().map(|g| g.0).collect();
-    let key_ids: Vec<Uuid> = key.map(|(id, _)| id).into_iter().collect();
+    let (mut tx, subject) = begin_explain(pool, org_id, user, api_key_id).await?;
+    let principal_id = subject.principal_id;
+    let group_ids = subject.group_ids();
+    let key_ids: Vec<Uuid> = subject.key.map(|(id, _)| id).into_iter().collect();
     let sql = format!(
         "{SELECT} WHERE r.org_id = $1 AND (r.scope = 'org' OR r.group_id = ANY($2) \
          OR r.principal_id = $3 OR r.api_key_id = ANY($4)) \
@@ -170,13 +109,7 @@ pub async fn explain(
     }
     tx.commit().await?;
     let blocked = standings.iter().any(|s| s.blocks);
-    Ok(Explanation {
-        principal_id,
-        principal_name,
-        group_names: groups.into_iter().map(|g| g.1).collect(),
-        standings,
-        blocked,
-    })
+    Ok(subject.explained(standings, blocked))
 }
 
 /// The scaled level of a per-minute bucket refilled to `now` (full when it has no row).

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::store::{StoreError, audit, group, parse_uuid, principal};
+use crate::store::scope::{resolve_group, resolve_live_key, resolve_principal};
+use crate::store::{StoreError, audit};
 
 /// A stored budget with the human name of what it applies to.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -176,12 +177,11 @@ async fn resolve_target(
             if scope_ref.is_empty() {
                 return Err(missing("group"));
             }
-            let id = group::resolve(conn, org_id, scope_ref)
-                .await?
-                .ok_or_else(|| {
-                    StoreError::InvalidArgument(format!("group `{scope_ref}` not found"))
-                })?;
-            Ok((Some(id), None, None))
+            Ok((
+                Some(resolve_group(conn, org_id, scope_ref).await?),
+                None,
+                None,
+            ))
         }
         "user" => {
             if scope_ref.is_empty() {
@@ -197,35 +197,14 @@ async fn resolve_target(
             if scope_ref.is_empty() {
                 return Err(missing("key"));
             }
-            let id: Option<Uuid> = sqlx::query_scalar(
-                "SELECT k.id FROM api_keys k JOIN principals p ON p.id = k.principal_id \
-                 WHERE k.id = $1 AND p.org_id = $2 AND k.revoked_at IS NULL",
-            )
-            .bind(parse_uuid(scope_ref))
-            .bind(org_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let id = id.ok_or_else(|| {
-                StoreError::InvalidArgument(format!("API key `{scope_ref}` not found or revoked"))
-            })?;
-            Ok((None, None, Some(id)))
+            Ok((
+                None,
+                None,
+                Some(resolve_live_key(conn, org_id, scope_ref).await?),
+            ))
         }
         other => Err(StoreError::InvalidArgument(format!(
             "unknown budget scope `{other}`"
         ))),
-    }
-}
-
-/// A user by id or email, or a service account by name; unknown is `InvalidArgument`.
-pub async fn resolve_principal(
-    conn: &mut PgConnection,
-    org_id: Uuid,
-    reference: &str,
-) -> Result<Uuid, StoreError> {
-    match principal::resolve(conn, org_id, reference).await {
-        Err(StoreError::NotFound(_)) => Err(StoreError::InvalidArgument(format!(
-            "user or service account `{reference}` not found"
-        ))),
-        other => other,
     }
 }

@@ -12,9 +12,10 @@ use tollgate_policy::Period;
 use tollgate_policy::{Window, format_usd};
 use uuid::Uuid;
 
-use super::budgets::{BudgetRow, SELECT, resolve_principal};
+use super::budgets::{BudgetRow, SELECT};
 use super::{Counter, counter_state, from_micro};
-use crate::store::{StoreError, parse_uuid};
+use crate::store::StoreError;
+use crate::store::scope::{self, begin_explain};
 
 /// One cap that applies, with its standing now.
 #[derive(Debug, Clone)]
@@ -33,14 +34,7 @@ pub struct Standing {
 }
 
 /// Every cap that applies to one principal.
-#[derive(Debug, Clone)]
-pub struct Explanation {
-    pub principal_id: Uuid,
-    pub principal_name: String,
-    pub group_names: Vec<String>,
-    pub standings: Vec<Standing>,
-    pub blocked: bool,
-}
+pub type Explanation = scope::Explanation<Standing>;
 
 /// Explains the caps of `user` (id, email or service-account name) or of `api_key_id` (the
 /// key's caps plus its owner's) at `now`. An unknown user or key is `NotFound`.
@@ -51,64 +45,10 @@ pub async fn explain(
     api_key_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Explanation, StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let key: Option<(Uuid, Uuid)> = match api_key_id {
-        Some(k) => {
-            let row: Option<(Uuid, Uuid)> = sqlx::query_as(
-                "SELECT k.id, k.principal_id FROM api_keys k JOIN principals p \
-                 ON p.id = k.principal_id WHERE k.id = $1 AND p.org_id = $2",
-            )
-            .bind(parse_uuid(k))
-            .bind(org_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            Some(row.ok_or_else(|| StoreError::NotFound(format!("API key `{k}` not found")))?)
-        }
-        None => None,
-    };
-    let principal_id = match (user, key) {
-        (Some(u), key) => {
-            let id = match resolve_principal(&mut tx, org_id, u).await {
-                Err(StoreError::InvalidArgument(msg)) => Err(StoreError::NotFound(msg)),
-                other => other,
-            }?;
-            if key.is_some_and(|(_, owner)| owner != id) {
-                return Err(StoreError::InvalidArgument(format!(
-                    "API key does not belong to `{u}`"
-                )));
-            }
-            id
-        }
-        (None, Some((_, owner))) => owner,
-        (None, None) => {
-            return Err(StoreError::InvalidArgument(
-                "name a user or an API key to explain".to_owned(),
-            ));
-        }
-    };
-    let principal_name: String =
-        sqlx::query_scalar("SELECT COALESCE(email, name) FROM principals WHERE id = $1")
-            .bind(principal_id)
-            .fetch_one(&mut *tx)
-            .await?;
-    let session_groups = key.is_none();
-    let groups: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT g.id, g.name FROM groups g WHERE g.org_id = $1 AND ( \
-           g.id IN (SELECT group_id FROM group_members WHERE principal_id = $2) \
-           OR ($3 AND g.name = ANY(COALESCE((SELECT s.groups FROM sessions s \
-             WHERE s.principal_id = $2 AND s.revoked_at IS NULL \
-             ORDER BY s.last_refreshed_at DESC LIMIT 1), '{}')))) \
-         ORDER BY g.name",
-    )
-    .bind(org_id)
-    .bind(principal_id)
-    .bind(session_groups)
-    .fetch_all(&mut *tx)
-    .await?;
-    let group_ids: Vec<Uuid> = groups.iter().map(|g| g.0).collect();
+    let (mut tx, subject) = begin_explain(pool, org_id, user, api_key_id).await?;
+    let principal_id = subject.principal_id;
+    let key = subject.key;
+    let group_ids = subject.group_ids();
     let key_ids: Vec<Uuid> = match key {
         Some((id, _)) => vec![id],
         None => {
@@ -171,13 +111,7 @@ pub async fn explain(
     }
     tx.commit().await?;
     let blocked = standings.iter().any(|s| s.blocks && !s.key_only);
-    Ok(Explanation {
-        principal_id,
-        principal_name,
-        group_names: groups.into_iter().map(|g| g.1).collect(),
-        standings,
-        blocked,
-    })
+    Ok(subject.explained(standings, blocked))
 }
 
 /// e.g. "group eng (shared pool) daily: $12.40 of $20.00 used, $1.00 leased out, $6.60 left;

@@ -6,8 +6,8 @@ use sqlx::{PgConnection, PgPool};
 use tollgate_policy::Period;
 use uuid::Uuid;
 
-use super::budgets::resolve_principal;
-use crate::store::{StoreError, group, parse_uuid, provider};
+use crate::store::scope::{resolve_group, resolve_principal};
+use crate::store::{StoreError, parse_uuid, provider};
 
 /// A report dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,11 +170,7 @@ async fn resolve(
         None => None,
     };
     let group = match filter.group {
-        Some(g) => Some(
-            group::resolve(conn, org_id, g)
-                .await?
-                .ok_or_else(|| StoreError::InvalidArgument(format!("group `{g}` not found")))?,
-        ),
+        Some(g) => Some(resolve_group(conn, org_id, g).await?),
         None => None,
     };
     let key = match filter.api_key_id {

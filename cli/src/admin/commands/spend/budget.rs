@@ -9,7 +9,7 @@ use super::super::super::args::{
 };
 use super::super::super::client::AdminClient;
 use super::super::identity::format_instant_ms;
-use super::super::status;
+use super::super::{explain, status};
 use super::{instant_cell, usd_cell};
 use crate::report::{Format, Report};
 
@@ -164,28 +164,22 @@ async fn explain(
         .map_err(status)?
         .into_inner();
     let r = explain_report(&resp);
-    if format != Format::Table {
-        return Ok(r.render(format));
-    }
-    Ok(format!(
-        "{}\n{}",
-        explain_summary(&resp),
-        r.render(Format::Table)
-    ))
+    Ok(explain::render(|| explain_summary(&resp), &r, format))
 }
 
 /// One line naming the principal, their groups and whether (and by what) they are blocked.
 pub(super) fn explain_summary(resp: &pb::ExplainBudgetResponse) -> String {
-    let groups = if resp.group_names.is_empty() {
-        "no groups".to_owned()
-    } else {
-        format!("groups: {}", resp.group_names.join(", "))
+    let summary = explain::Summary {
+        principal_name: &resp.principal_name,
+        principal_id: &resp.principal_id,
+        group_names: &resp.group_names,
+        applying: resp.standings.len(),
+        blocked: resp.blocked,
+        noun: "cap",
+        none_applies: "no cap applies",
     };
-    let verdict = if resp.standings.is_empty() {
-        "no cap applies".to_owned()
-    } else if resp.blocked {
-        let blockers: Vec<String> = resp
-            .standings
+    summary.line(|| {
+        resp.standings
             .iter()
             .filter(|s| s.blocks)
             .map(|s| match &s.budget {
@@ -197,15 +191,8 @@ pub(super) fn explain_summary(resp: &pb::ExplainBudgetResponse) -> String {
                 ),
                 None => "a cap".to_owned(),
             })
-            .collect();
-        format!("BLOCKED by the {}", blockers.join(" and the "))
-    } else {
-        format!("{} cap(s) apply; none blocks", resp.standings.len())
-    };
-    format!(
-        "{} ({}, {groups}): {verdict}",
-        resp.principal_name, resp.principal_id
-    )
+            .collect()
+    })
 }
 
 pub(super) fn explain_report(resp: &pb::ExplainBudgetResponse) -> Report {
