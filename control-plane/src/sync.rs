@@ -106,22 +106,14 @@ impl pb::sync_server::Sync for SyncService {
     ) -> Result<Response<pb::LeaseResponse>, Status> {
         self.authenticate(&request)?;
         let req = request.into_inner();
-        let asks = req
-            .asks
-            .iter()
-            .enumerate()
-            .map(|(i, ask)| {
-                let key = ask.counter.clone().unwrap_or_default();
-                let counter = spend::Counter::from_pb(&key)
-                    .map_err(|reason| Status::invalid_argument(format!("ask {i}: {reason}")))?;
-                Ok(lease::Ask {
-                    counter,
-                    need: spend::to_micro(ask.need_micro_usd),
-                    want: spend::to_micro(ask.want_micro_usd),
-                    release: spend::to_micro(ask.release_micro_usd),
-                })
+        let asks = parse_asks(&req.asks, |ask| {
+            Ok(lease::Ask {
+                counter: spend::Counter::from_pb(&ask.counter.clone().unwrap_or_default())?,
+                need: spend::to_micro(ask.need_micro_usd),
+                want: spend::to_micro(ask.want_micro_usd),
+                release: spend::to_micro(ask.release_micro_usd),
             })
-            .collect::<Result<Vec<_>, Status>>()?;
+        })?;
         let now = chrono::Utc::now();
         let outcome =
             retry_aborted(|| lease::lease(&self.pool, &req.data_plane_id, &asks, now)).await?;
@@ -151,22 +143,14 @@ impl pb::sync_server::Sync for SyncService {
     ) -> Result<Response<pb::RateLeaseResponse>, Status> {
         self.authenticate(&request)?;
         let req = request.into_inner();
-        let asks = req
-            .asks
-            .iter()
-            .enumerate()
-            .map(|(i, ask)| {
-                let key = ask.bucket.clone().unwrap_or_default();
-                let bucket = rate_lease::Bucket::from_pb(&key)
-                    .map_err(|reason| Status::invalid_argument(format!("ask {i}: {reason}")))?;
-                Ok(rate_lease::Ask {
-                    bucket,
-                    need: spend::to_micro(ask.need),
-                    want: spend::to_micro(ask.want),
-                    release: spend::to_micro(ask.release),
-                })
+        let asks = parse_asks(&req.asks, |ask| {
+            Ok(rate_lease::Ask {
+                bucket: rate_lease::Bucket::from_pb(&ask.bucket.clone().unwrap_or_default())?,
+                need: spend::to_micro(ask.need),
+                want: spend::to_micro(ask.want),
+                release: spend::to_micro(ask.release),
             })
-            .collect::<Result<Vec<_>, Status>>()?;
+        })?;
         let now = self.clock.now();
         let outcome =
             retry_aborted(|| rate_lease::lease(&self.pool, &req.data_plane_id, &asks, now)).await?;
@@ -189,6 +173,7 @@ impl pb::sync_server::Sync for SyncService {
                         .lease_expires_at
                         .map_or(0, |t| t.timestamp_millis()),
                     lease_reset: b.lease_reset,
+                    held: u64::try_from(b.held).unwrap_or(0),
                 })
                 .collect(),
         }))
@@ -226,6 +211,17 @@ impl pb::sync_server::Sync for SyncService {
             month_start_unix_s: s.month_start_unix_s,
         }))
     }
+}
+
+/// The asks of a lease request, each converted by `parse`; a bad one is `invalid_argument`
+/// naming its index.
+fn parse_asks<A, T>(asks: &[A], parse: impl Fn(&A) -> Result<T, String>) -> Result<Vec<T>, Status> {
+    asks.iter()
+        .enumerate()
+        .map(|(i, ask)| {
+            parse(ask).map_err(|reason| Status::invalid_argument(format!("ask {i}: {reason}")))
+        })
+        .collect()
 }
 
 /// Validates a health report's entries (provider ids must be UUIDs).

@@ -5,6 +5,7 @@
 //! as `authorization: Bearer …`. An `https` URL is reached over TLS ([`tls`]), with a client
 //! certificate when one is configured.
 
+mod outage;
 mod tls;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+pub(crate) use outage::OutageLatch;
 pub use tls::{ControlPlaneTls, ControlPlaneTlsError};
 
 use crate::budget::{CounterState, LeaseAsk, LeaseReply, SpendCallError, SpendSummary};
@@ -197,6 +199,7 @@ pub(crate) async fn rate_lease(
                 retry_after_ms: b.retry_after_ms,
                 full_in_ms: b.full_in_ms,
                 lease_reset: b.lease_reset,
+                held: b.held,
                 expires_in: (server_time > 0 && b.lease_expires_at_unix_ms > 0).then(|| {
                     let ms = b.lease_expires_at_unix_ms.saturating_sub(server_time);
                     Duration::from_millis(u64::try_from(ms).unwrap_or(0))

@@ -312,6 +312,10 @@ impl Exchange {
                     breaker.release_probe(now);
                 }
                 tracing::warn!(request_id = %req.request_id, "retry budget exhausted; no failover");
+                // Never sent: the ceiling counts nothing for it.
+                if let Some(hold) = ceiling {
+                    hold.cancel();
+                }
                 break;
             }
             attempts += 1;

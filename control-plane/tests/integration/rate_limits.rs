@@ -290,7 +290,7 @@ async fn concurrency_slots_are_shared_and_an_expired_lease_loses_them() {
         .await;
     let r = f.lease("dp-a", vec![ask(&slots, 3, 3, 0)]).await;
     let b = only(&r);
-    assert_eq!((b.granted, b.available, b.limit), (3, 1, 4));
+    assert_eq!((b.granted, b.available, b.limit, b.held), (3, 1, 4, 3));
     assert_eq!(
         b.lease_expires_at_unix_ms,
         (noon() + Duration::seconds(30)).timestamp_millis(),
@@ -315,9 +315,11 @@ async fn concurrency_slots_are_shared_and_an_expired_lease_loses_them() {
     let r = f.lease("dp-b", vec![ask(&slots, 3, 3, 0)]).await;
     assert!(r.granted);
     assert_eq!((only(&r).granted, only(&r).available), (3, 0));
+    assert_eq!(only(&r).held, 4, "dp-b holds 1 + 3");
     let r = f.lease("dp-a", vec![ask(&slots, 1, 1, 0)]).await;
     assert!(!r.granted);
     assert!(only(&r).lease_reset, "dp-a learns its slots were dropped");
+    assert_eq!(only(&r).held, 0, "dp-a holds nothing any more");
     let r = f.lease("dp-a", vec![ask(&slots, 0, 0, 0)]).await;
     assert!(!only(&r).lease_reset, "the reset is reported once");
 
@@ -501,12 +503,12 @@ async fn unknown_limits_are_granted_as_asked_and_bad_asks_are_refused() {
         code(f.try_lease("", vec![ask(&gone, 1, 1, 0)]).await),
         Code::InvalidArgument
     );
-    // A per-member limit needs the principal as the subject...
-    assert_eq!(
-        code(f.try_lease("dp-a", vec![ask(&member, 1, 1, 0)]).await),
-        Code::InvalidArgument
-    );
-    // ...but a pure read of a bucket of the wrong mode is a no-op.
+    // A bucket of the wrong mode (a data plane still on the snapshot from before the limit
+    // switched to per member) no longer exists: granted as asked with limit 0, so that data
+    // plane stops enforcing it until its snapshot catches up.
+    let r = f.lease("dp-a", vec![ask(&member, 1, 1, 0)]).await;
+    assert!(r.granted);
+    assert_eq!((only(&r).granted, only(&r).limit), (1, 0));
     let r = f.lease("dp-a", vec![ask(&member, 0, 0, 0)]).await;
     assert!(r.granted);
     assert_eq!(only(&r).granted, 0);

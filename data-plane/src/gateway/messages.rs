@@ -71,7 +71,7 @@ where
         if let Some(hold) = &rate_hold {
             success_headers.extend(hold.headers());
         }
-        // A spend refusal drops the rate hold: it settles at zero tokens.
+        // A spend refusal gives the rate hold back: a refused request counts for nothing.
         let spend = admit_spend(gateway, &snapshot, &caller, route, &fields, body.len())
             .instrument(admission.clone())
             .await;
@@ -83,7 +83,15 @@ where
             admission.record("budget.outcome", outcome);
         }
         drop(admission);
-        let spend = spend?;
+        let spend = match spend {
+            Ok(spend) => spend,
+            Err(refusal) => {
+                if let Some(hold) = rate_hold {
+                    hold.cancel();
+                }
+                return Err(refusal);
+            }
+        };
         success_headers.extend(spend.headers.unwrap_or_default());
         let record = UsageRecord {
             request_id: ctx.id.clone(),
@@ -149,15 +157,8 @@ where
 /// What a Messages call asks of token limits: body bytes / `input_bytes_per_token` input
 /// tokens, and `max_tokens` (bounded by `output_estimate_max_tokens`) output tokens.
 fn rate_demand(settings: &BudgetSettings, body_bytes: usize, max_tokens: Option<u64>) -> Demand {
-    let per_token = u64::from(settings.input_bytes_per_token.max(1));
-    let input_tokens = u64::try_from(body_bytes)
-        .unwrap_or(u64::MAX)
-        .div_ceil(per_token);
-    let max_tokens = max_tokens.unwrap_or(0);
-    let output_tokens = match settings.output_estimate_max_tokens {
-        Some(bound) => max_tokens.min(u64::from(bound)),
-        None => max_tokens,
-    };
+    let (input_tokens, output_tokens) =
+        settings.estimate_tokens(body_bytes, max_tokens.unwrap_or(0));
     Demand {
         input_tokens,
         output_tokens,
@@ -207,9 +208,7 @@ fn limit_label(limit: &RateLimit, snapshot: &Snapshot, caller: &Caller) -> Strin
     let mut label = match limit.scope {
         RateLimitScope::Org => "the organisation".to_owned(),
         RateLimitScope::Group => {
-            let name = snapshot
-                .group(&limit.scope_id)
-                .map_or(limit.scope_id.as_str(), |g| g.name.as_str());
+            let name = snapshot.group_name(&limit.scope_id);
             if limit.per_member {
                 format!("group {name} (per member)")
             } else {

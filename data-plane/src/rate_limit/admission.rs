@@ -1,9 +1,8 @@
 //! Admission against every applicable limit: the fast path in-process, the slow path one
 //! `RateLease` call for the buckets whose slices are short.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tollgate_policy::{AppliedLimit, BucketKey, OutageMode, RateLimit, RateLimitKind};
@@ -12,7 +11,8 @@ use super::headers::success_headers;
 use super::lease::{RateAsk, RateReply};
 use super::ledger::{Charge, Ledger};
 use crate::budget::{HeaderList, SpendCallError};
-use crate::control_plane::{self, SyncApi};
+use crate::control_plane::{self, OutageLatch, SyncApi};
+use crate::flight_locks::{FlightGuard, FlightLocks};
 
 /// What one request asks of its limits. Requests-per-minute buckets and concurrency limits
 /// always take 1.
@@ -129,8 +129,9 @@ impl RateHold {
         self.finish(input_tokens, output_tokens, false);
     }
 
-    /// Gives the reservation back without counting anything (the request was refused).
-    fn cancel(mut self) {
+    /// Gives the reservation back without counting anything (the request was refused, here
+    /// or by a spend cap after the rate limits admitted it).
+    pub(crate) fn cancel(mut self) {
         self.finish(0, 0, true);
     }
 
@@ -172,10 +173,6 @@ pub(crate) fn now_unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// How long an unreachable control plane is not asked again by admission (the keeper
-/// keeps trying on its own schedule).
-const OUTAGE_RECHECK: Duration = Duration::from_secs(5);
-
 /// The lease TTL until the keeper reads one from the snapshot.
 const DEFAULT_LEASE_TTL_S: u64 = 30;
 
@@ -184,12 +181,11 @@ const DEFAULT_LEASE_TTL_S: u64 = 30;
 pub(crate) struct RateLimiter {
     ledger: Arc<Ledger>,
     /// One async lock per bucket: at most one lease call per bucket at a time.
-    flights: Mutex<HashMap<BucketKey, Arc<tokio::sync::Mutex<()>>>>,
+    flights: FlightLocks<BucketKey>,
     api: SyncApi,
     data_plane_id: String,
-    /// Until when lease calls are skipped after one found the control plane unreachable,
-    /// so queued requests get the outage answer at once instead of a timeout each.
-    down_until: Mutex<Option<Instant>>,
+    /// Skips lease calls for a while after one found the control plane unreachable.
+    outage: OutageLatch,
     /// The concurrency lease TTL (the budget settings' `lease_ttl_s`), kept by the keeper.
     lease_ttl_s: AtomicU64,
 }
@@ -198,10 +194,10 @@ impl RateLimiter {
     pub(crate) fn new(api: SyncApi, data_plane_id: String) -> Self {
         RateLimiter {
             ledger: Arc::new(Ledger::new()),
-            flights: Mutex::default(),
+            flights: FlightLocks::default(),
             api,
             data_plane_id,
-            down_until: Mutex::default(),
+            outage: OutageLatch::default(),
             lease_ttl_s: AtomicU64::new(DEFAULT_LEASE_TTL_S),
         }
     }
@@ -220,22 +216,6 @@ impl RateLimiter {
     pub(crate) fn set_lease_ttl(&self, ttl: Duration) {
         self.lease_ttl_s
             .store(ttl.as_secs().max(1), Ordering::Relaxed);
-    }
-
-    fn control_plane_down(&self) -> bool {
-        let down_until = self
-            .down_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        down_until.is_some_and(|until| Instant::now() < until)
-    }
-
-    fn mark_control_plane_down(&self) {
-        let mut down_until = self
-            .down_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *down_until = Some(Instant::now() + OUTAGE_RECHECK);
     }
 
     /// Reserves `demand` on every bucket of `applied` (all or nothing). `outage` decides
@@ -302,11 +282,9 @@ impl RateLimiter {
         charges: Vec<Charge>,
         outage: OutageMode,
     ) -> RateAdmission {
-        // Held until the lease answer is in the ledger.
-        let mut guards = Vec::with_capacity(charges.len());
-        for lock in self.flight_locks(charges.iter().map(|c| &c.bucket)) {
-            guards.push(lock.lock_owned().await);
-        }
+        // Held until the lease answer is in the ledger; sorted order, so concurrent
+        // requests on overlapping buckets never deadlock.
+        let guards = self.flights.lock(charges.iter().map(|c| &c.bucket)).await;
         if self.ledger.try_reserve(&charges, Instant::now()) {
             return RateAdmission::Admitted(RateHold::new(self.ledger.clone(), charges));
         }
@@ -316,16 +294,16 @@ impl RateLimiter {
         if asks.is_empty() {
             return hold.admitted();
         }
-        let answer = if self.control_plane_down() {
-            Err(SpendCallError::unreachable(
-                "control plane failed a rate lease call moments ago",
-            ))
+        let (answer, guards) = if self.outage.is_down() {
+            let down =
+                SpendCallError::unreachable("control plane failed a rate lease call moments ago");
+            (Err(down), Some(guards))
         } else {
-            let answer = self.lease_detached(asks.clone()).await;
+            let (answer, guards) = self.lease_detached(asks.clone(), guards).await;
             if answer.as_ref().is_err_and(|e| e.unreachable) {
-                self.mark_control_plane_down();
+                self.outage.mark_down();
             }
-            answer
+            (answer, guards)
         };
         // Decided (a refused hold given back) before the locks go: the next request on
         // these buckets must not count this one's reservation as a debt to ask for.
@@ -349,8 +327,11 @@ impl RateLimiter {
                     RateAdmission::Unavailable
                 }
                 OutageMode::Open => {
+                    // Admitted without counting: a reservation no grant covers would turn
+                    // into a debt that throttles the caller once the control plane is back.
                     tracing::warn!(%error, "rate limits cannot be checked; admitting (outage mode open)");
-                    hold.admitted()
+                    hold.cancel();
+                    RateAdmission::admitted_empty()
                 }
             },
         };
@@ -360,8 +341,14 @@ impl RateLimiter {
 
     /// One `RateLease` call whose answer is applied to the ledger even if the request that
     /// asked is cancelled meanwhile (a client that hangs up): a grant the control plane
-    /// recorded is never lost locally.
-    async fn lease_detached(&self, asks: Vec<RateAsk>) -> Result<RateReply, SpendCallError> {
+    /// recorded is never lost locally. The buckets' locks travel with the call and come back
+    /// with its answer; if the request is gone they are released only once the answer is in
+    /// the ledger, so no other request asks on a view the answer is about to change.
+    async fn lease_detached(
+        &self,
+        asks: Vec<RateAsk>,
+        guards: Vec<FlightGuard>,
+    ) -> (Result<RateReply, SpendCallError>, Option<Vec<FlightGuard>>) {
         let ledger = self.ledger.clone();
         let api = self.api.clone();
         let data_plane_id = self.data_plane_id.clone();
@@ -371,28 +358,17 @@ impl RateLimiter {
             if let Ok(reply) = &answer {
                 ledger.apply_reply(&asks, reply, Instant::now(), ttl);
             }
-            answer
+            (answer, guards)
         });
-        call.await.unwrap_or_else(|e| {
-            Err(SpendCallError::refused(format!(
-                "rate lease task failed: {e}"
-            )))
-        })
-    }
-
-    /// The lease locks of `buckets`, in sorted key order (so concurrent requests on
-    /// overlapping buckets never deadlock).
-    fn flight_locks<'a>(
-        &self,
-        buckets: impl Iterator<Item = &'a BucketKey>,
-    ) -> Vec<Arc<tokio::sync::Mutex<()>>> {
-        let mut keys: Vec<&BucketKey> = buckets.collect();
-        keys.sort();
-        keys.dedup();
-        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.into_iter()
-            .map(|k| flights.entry(k.clone()).or_default().clone())
-            .collect()
+        match call.await {
+            Ok((answer, guards)) => (answer, Some(guards)),
+            Err(e) => (
+                Err(SpendCallError::refused(format!(
+                    "rate lease task failed: {e}"
+                ))),
+                None,
+            ),
+        }
     }
 
     /// One keeper round: hand back expired per-minute slices, and (when `renew`) renew the
@@ -405,10 +381,7 @@ impl RateLimiter {
         // Serialised with admission's lease calls on the same buckets, so a renewal's
         // answer never overwrites a grant applied in between.
         let held = self.ledger.buckets();
-        let mut guards = Vec::with_capacity(held.len());
-        for lock in self.flight_locks(held.iter()) {
-            guards.push(lock.lock_owned().await);
-        }
+        let guards = self.flights.lock(held.iter()).await;
         let asks = self.ledger.plan_upkeep(Instant::now(), ttl, renew);
         if !asks.is_empty() {
             let reply = match control_plane::rate_lease(&self.api, &self.data_plane_id, &asks).await
@@ -416,6 +389,9 @@ impl RateLimiter {
                 Ok(reply) => Some(reply),
                 Err(error) => {
                     tracing::warn!(%error, buckets = asks.len(), "cannot renew rate-limit leases");
+                    if error.unreachable {
+                        self.outage.mark_down();
+                    }
                     None
                 }
             };
@@ -423,8 +399,7 @@ impl RateLimiter {
                 .finish_upkeep(&asks, reply.as_ref(), Instant::now(), ttl);
         }
         drop(guards);
-        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        flights.retain(|_, lock| Arc::strong_count(lock) > 1);
+        self.flights.prune();
     }
 
     /// Resolves when a request freed a concurrency slot another data plane may be waiting

@@ -44,6 +44,8 @@ pub(crate) struct BucketState {
     pub full_in_ms: u64,
     /// Concurrency: this data plane's lease had expired; its earlier slots no longer count.
     pub lease_reset: bool,
+    /// Concurrency: the slots this data plane's lease holds after the call (absolute).
+    pub held: u64,
     /// Concurrency: how long the control plane keeps this data plane's slots without
     /// renewal, as it answered (its expiry minus its clock); `None` when it did not say.
     pub expires_in: Option<Duration>,

@@ -369,10 +369,15 @@ impl Ledger {
             let Some(slot) = slots.get_mut(&ask.bucket) else {
                 continue;
             };
-            if state.lease_reset {
+            if !slot.per_minute() && state.limit > 0 && state.expires_in.is_some() {
+                // A concurrency lease answer says what this data plane holds, absolutely:
+                // a lost answer (a grant committed after the call timed out, a release the
+                // keeper counted but the control plane never saw) is corrected by the next.
+                slot.granted = slot.settled.saturating_add(state.held);
+            } else if state.lease_reset {
                 slot.reset();
             }
-            if reply.granted {
+            if reply.granted && (slot.per_minute() || state.expires_in.is_none()) {
                 slot.granted = slot.granted.saturating_add(state.granted);
                 if slot.per_minute() && state.granted > 0 {
                     slot.expires = now + PER_MINUTE_SLICE_LIFETIME;

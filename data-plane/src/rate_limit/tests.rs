@@ -162,6 +162,14 @@ impl FakeControlPlane {
                 b.granted = 0;
             }
         }
+        // Concurrency answers say what this data plane holds now, absolutely.
+        for b in &mut buckets {
+            let Some(bucket) = &b.bucket else { continue };
+            let key = (bucket.limit_id.clone(), bucket.subject_id.clone());
+            if b.lease_expires_at_unix_ms > 0 {
+                b.held = state.held.get(&key).copied().unwrap_or(0);
+            }
+        }
         pb::RateLeaseResponse {
             granted,
             buckets,
@@ -645,9 +653,10 @@ async fn an_unreachable_control_plane_refuses_when_closed_admits_when_open_and_i
     ));
     let hold = admitted(limiter.admit(&limits, demand(0, 0), OutageMode::Open).await);
     assert_eq!(fake.calls().len(), 1);
-    // Admitted open: a debt on the slice.
-    assert_eq!(limiter.ledger().amounts(&limits[0].bucket), Some((0, 0, 1)));
+    // Admitted open without counting: no debt that would throttle the caller later.
+    assert_eq!(limiter.ledger().amounts(&limits[0].bucket), Some((0, 0, 0)));
     hold.settle(0, 0);
+    assert_eq!(limiter.ledger().amounts(&limits[0].bucket), Some((0, 0, 0)));
 }
 
 #[tokio::test]

@@ -277,6 +277,9 @@ impl FakeControlPlane {
                     u64::try_from(missing.div_ceil(u128::from(l.limit))).unwrap();
             }
             states[i].available = available(&rate, bucket, l);
+            if concurrency {
+                states[i].held = rate.slots[&(bucket.clone(), dp.clone())].held;
+            }
             if !concurrency {
                 let full = u128::from(l.limit) * PER_UNIT;
                 let missing = full - rate.levels[bucket].0;

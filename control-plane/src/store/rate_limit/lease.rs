@@ -98,6 +98,9 @@ pub struct BucketOutcome {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Concurrency: this data plane's lease had expired, its slots were dropped.
     pub lease_reset: bool,
+    /// Concurrency: the slots this data plane holds after the call (absolute, so a data
+    /// plane that missed an answer converges on the next one).
+    pub held: i64,
 }
 
 /// What a `RateLease` call decided.
@@ -239,24 +242,12 @@ pub async fn lease(
             continue;
         };
         if limit.per_member == ask.bucket.subject_id.is_empty() {
-            if ask.need == 0 && ask.want == 0 {
-                stale.insert(i);
-                continue;
-            }
-            return Err(StoreError::InvalidArgument(format!(
-                "rate limit {} is {}: the bucket subject must be {}",
-                limit.id,
-                if limit.per_member {
-                    "per member"
-                } else {
-                    "shared"
-                },
-                if limit.per_member {
-                    "the principal id"
-                } else {
-                    "empty"
-                }
-            )));
+            // The limit switched between shared and per member and the asking data plane
+            // has not seen the snapshot yet: its bucket no longer exists. Like a deleted
+            // limit, the ask is granted as asked (nothing counts in a bucket nobody else
+            // uses) rather than failing every request until the snapshot arrives.
+            stale.insert(i);
+            continue;
         }
         if RateLimitKind::parse(&limit.kind).is_none() {
             return Err(StoreError::InvalidArgument(format!(
@@ -349,13 +340,12 @@ pub async fn lease(
     let mut buckets = Vec::with_capacity(asks.len());
     for (i, ask) in asks.iter().enumerate() {
         let Some(state) = held.get(&i) else {
-            // The limit no longer exists (nothing to hold back; the next snapshot drops it),
-            // or a stale renewal (need = want = 0, so nothing is granted either).
+            // The limit no longer exists, or its bucket does not (it switched between shared
+            // and per member): nothing to hold back, granted as asked, limit 0 so the data
+            // plane stops enforcing the bucket until its snapshot catches up.
             buckets.push(BucketOutcome {
                 granted: if blocked.is_some() { 0 } else { ask.need },
-                limit: limits
-                    .get(&ask.bucket.limit_id)
-                    .map_or(0, |l| l.limit_value),
+                limit: 0,
                 ..BucketOutcome::default()
             });
             continue;
@@ -397,6 +387,7 @@ pub async fn lease(
                     full_in_ms: ms_until(level, limit * SCALE, limit),
                     lease_expires_at: None,
                     lease_reset: false,
+                    held: 0,
                 }
             }
             Held::Slots {
@@ -415,6 +406,7 @@ pub async fn lease(
                     full_in_ms: 0,
                     lease_expires_at: Some(expires_at),
                     lease_reset,
+                    held: i64::try_from(mine.max(0)).unwrap_or(i64::MAX),
                 }
             }
         };

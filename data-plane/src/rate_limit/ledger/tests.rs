@@ -281,6 +281,7 @@ fn concurrency_leases_live_until_the_answered_expiry_less_the_margin() {
     assert_eq!((asks[0].need, asks[0].want), (1, 1));
     let answered = BucketState {
         expires_in: Some(Duration::from_secs(10)),
+        held: 1,
         ..state(1, 4, 3)
     };
     ledger.apply_reply(&asks, &reply(true, vec![answered]), now, TTL);
@@ -463,4 +464,31 @@ fn shutdown_hands_every_unused_slice_back() {
         .collect();
     assert_eq!(released, [("conc", 3), ("rpm", 4)]);
     assert!(ledger.buckets().is_empty());
+}
+
+#[test]
+fn a_concurrency_answer_sets_the_slots_held_absolutely_so_a_lost_answer_is_corrected() {
+    let ledger = Ledger::new();
+    let conc = limit("conc", RateLimitKind::ConcurrentRequests, 4);
+    let c = charge(&conc, 1);
+    let now = Instant::now();
+    let asks = ledger.reserve_for_lease(std::slice::from_ref(&c), now);
+    let lease = |granted, held| BucketState {
+        expires_in: Some(Duration::from_secs(30)),
+        held,
+        ..state(granted, 4, 4 - held)
+    };
+    // The first answer was lost (the control plane granted 2); the next renewal says so.
+    ledger.apply_reply(&asks, &reply(true, vec![lease(0, 2)]), now, TTL);
+    assert_eq!(ledger.amounts(&c.bucket), Some((2, 0, 1)));
+    // A release the control plane never applied: the keeper took the slot out, the next
+    // answer puts it back (the control plane still counts it for this data plane).
+    ledger.settle(std::slice::from_ref(&c), 0, 0, false);
+    let later = now + Duration::from_secs(5);
+    let asks = ledger.plan_upkeep(later, TTL, true);
+    assert_eq!(asks[0].release, 2);
+    ledger.finish_upkeep(&asks, None, later, TTL);
+    let asks = ledger.reserve_for_lease(std::slice::from_ref(&c), later);
+    ledger.apply_reply(&asks, &reply(true, vec![lease(0, 2)]), later, TTL);
+    assert_eq!(ledger.amounts(&c.bucket), Some((2, 0, 1)));
 }
