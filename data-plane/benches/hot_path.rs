@@ -1,5 +1,6 @@
 //! The per-request hot spots: body field extraction, SSE usage scanning, key lookup, and
-//! spend-cap admission on the fast path (a leased slice held, no control-plane call).
+//! spend-cap and rate-limit admission on the fast path (a leased slice held, no
+//! control-plane call).
 //!
 //! `cargo bench -p tollgate-data-plane --bench hot_path`
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tollgate_data_plane::budget::Ledger;
 use tollgate_data_plane::meter::SseUsageScanner;
+use tollgate_data_plane::rate_limit::{Charge, Ledger as RateLedger};
 use tollgate_data_plane::request::extract_fields;
 use tollgate_policy::{Caller, CounterKey, Snapshot, TargetPrice, secret_sha256};
 use tollgate_proto::v1 as pb;
@@ -217,6 +219,128 @@ fn hot_path(c: &mut Criterion) {
     }
 
     budget_fast_path(c, body.len());
+    rate_limit_fast_path(c, body.len());
+}
+
+/// The caps' snapshot with four rate limits on the key's caller: org RPM, group ITPM per
+/// member, user OTPM and key concurrency.
+fn snapshot_with_limits() -> Option<Snapshot> {
+    let mut pb_snapshot = pb::Snapshot {
+        version: 1,
+        groups: vec![pb::Group {
+            id: "g".into(),
+            name: "g".into(),
+            allowed_models: vec!["*".into()],
+        }],
+        api_keys: vec![pb::ApiKey {
+            id: "k1".into(),
+            secret_sha256: secret_sha256("tg_secret_1").to_vec(),
+            principal_id: "u1".into(),
+            principal_kind: pb::PrincipalKind::User as i32,
+            group_ids: vec!["g".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let limit = |id: &str, scope: pb::RateLimitScope, scope_id: &str, kind: pb::RateLimitKind| {
+        pb::RateLimit {
+            id: id.into(),
+            scope: scope as i32,
+            scope_id: scope_id.into(),
+            per_member: scope == pb::RateLimitScope::Group,
+            model: String::new(),
+            kind: kind as i32,
+            limit: 1_000_000_000,
+        }
+    };
+    pb_snapshot.rate_limits = vec![
+        limit(
+            "r-org",
+            pb::RateLimitScope::Org,
+            "",
+            pb::RateLimitKind::RequestsPerMinute,
+        ),
+        limit(
+            "r-g",
+            pb::RateLimitScope::Group,
+            "g",
+            pb::RateLimitKind::InputTokensPerMinute,
+        ),
+        limit(
+            "r-u",
+            pb::RateLimitScope::User,
+            "u1",
+            pb::RateLimitKind::OutputTokensPerMinute,
+        ),
+        limit(
+            "r-k",
+            pb::RateLimitScope::Key,
+            "k1",
+            pb::RateLimitKind::ConcurrentRequests,
+        ),
+    ];
+    Snapshot::try_from(pb_snapshot).ok()
+}
+
+/// Rate-limit admission far from the limits: find the applicable limits, reserve on every
+/// bucket from the held slices, then settle (as the response end would).
+fn rate_limit_fast_path(c: &mut Criterion, body_len: usize) {
+    let Some(snapshot) = snapshot_with_limits() else {
+        return;
+    };
+    let Ok(key) = snapshot.authenticate("tg_secret_1", 1_800_000_000) else {
+        return;
+    };
+    let caller = Caller::Key(key.clone());
+    let limits = snapshot.rate_limits();
+    let ledger = RateLedger::new();
+    let (input, output) = snapshot
+        .budgets()
+        .settings
+        .estimate_tokens(body_len, 32_000);
+    let charges_of = |applied: Vec<tollgate_policy::AppliedLimit>| -> Vec<Charge> {
+        applied
+            .into_iter()
+            .map(|a| {
+                let amount = match a.limit.kind {
+                    tollgate_policy::RateLimitKind::InputTokensPerMinute => input,
+                    tollgate_policy::RateLimitKind::OutputTokensPerMinute => output,
+                    _ => 1,
+                };
+                Charge {
+                    bucket: a.bucket,
+                    limit: a.limit,
+                    amount,
+                }
+            })
+            .collect()
+    };
+    let charges = charges_of(limits.applicable(&caller, "claude-sonnet-5"));
+    for charge in &charges {
+        ledger.seed(
+            charge.bucket.clone(),
+            charge.limit.clone(),
+            u64::MAX / 4,
+            Duration::from_secs(3_600),
+        );
+    }
+    let mut group = c.benchmark_group("rate_limit");
+    group.bench_function("ledger_reserve_settle_4_buckets", |b| {
+        b.iter(|| {
+            let admitted = ledger.try_reserve(black_box(&charges), Instant::now());
+            ledger.settle(&charges, 16_000, 2_640, false);
+            admitted
+        })
+    });
+    group.bench_function("admit_fast_path_4_limits", |b| {
+        b.iter(|| {
+            let charges = charges_of(limits.applicable(black_box(&caller), "claude-sonnet-5"));
+            let admitted = ledger.try_reserve(&charges, Instant::now());
+            ledger.settle(&charges, 16_000, 2_640, false);
+            admitted
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, hot_path);

@@ -30,7 +30,7 @@ mod listener;
 pub mod meter;
 pub mod metrics;
 mod providers;
-mod rate_limit;
+pub mod rate_limit;
 mod relay;
 pub mod request;
 mod routing;

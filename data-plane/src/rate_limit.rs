@@ -25,3 +25,4 @@ pub(crate) use headers::{
 };
 pub(crate) use keeper::spawn_rate_keeper;
 pub(crate) use lease::{BucketState, RateAsk, RateReply};
+pub use ledger::{Charge, Ledger};

@@ -38,7 +38,7 @@ const DEBT_FORGIVEN_AFTER: Duration = Duration::from_secs(60);
 
 /// What one request reserves on one bucket.
 #[derive(Debug, Clone)]
-pub(crate) struct Charge {
+pub struct Charge {
     pub bucket: BucketKey,
     pub limit: Arc<RateLimit>,
     /// Units reserved: 1 for requests and concurrency, estimated tokens for token limits.
@@ -225,7 +225,7 @@ impl Slot {
 
 /// Every bucket this data plane holds a slice of.
 #[derive(Debug, Default)]
-pub(crate) struct Ledger {
+pub struct Ledger {
     slots: Mutex<HashMap<BucketKey, Slot>>,
     /// Woken when a request frees a concurrency slot of a fully leased limit: the keeper
     /// hands it back at once instead of at its next tick.
@@ -233,7 +233,7 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Ledger::default()
     }
 
@@ -243,7 +243,7 @@ impl Ledger {
 
     /// The fast path: if every bucket holds a live slice with room for its charge, reserves
     /// them all and returns `true`. `false` (nothing reserved) means a lease call is needed.
-    pub(crate) fn try_reserve(&self, charges: &[Charge], now: Instant) -> bool {
+    pub fn try_reserve(&self, charges: &[Charge], now: Instant) -> bool {
         let mut slots = self.slots();
         for (index, charge) in charges.iter().enumerate() {
             match slots.get_mut(&charge.bucket) {
@@ -269,7 +269,7 @@ impl Ledger {
 
     /// Ends a hold: its reservations are no longer reserved and what it used is settled
     /// (see [`Charge::cost`]). `cancelled`: the request was never admitted, nothing counts.
-    pub(crate) fn settle(
+    pub fn settle(
         &self,
         charges: &[Charge],
         input_tokens: u64,
@@ -586,9 +586,8 @@ impl Ledger {
         out
     }
 
-    /// Installs a held slice directly (tests that need no control plane).
-    #[cfg(test)]
-    pub(crate) fn seed(
+    /// Installs a held slice directly (benchmarks and tests that need no control plane).
+    pub fn seed(
         &self,
         bucket: BucketKey,
         limit: Arc<RateLimit>,
