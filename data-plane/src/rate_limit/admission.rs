@@ -83,6 +83,9 @@ pub(crate) struct RateHold {
     /// Not admitted yet (the slow path awaits its lease call): dropped now — the client
     /// hung up — the reservation is given back without counting the request.
     pending: bool,
+    /// When the reservation was made (a long request's unused reservation goes back to the
+    /// bucket, not to this data plane's slice).
+    since: Instant,
 }
 
 impl RateHold {
@@ -93,6 +96,7 @@ impl RateHold {
             charges: Vec::new(),
             open: false,
             pending: false,
+            since: Instant::now(),
         }
     }
 
@@ -102,6 +106,7 @@ impl RateHold {
             charges,
             open: true,
             pending: false,
+            since: Instant::now(),
         }
     }
 
@@ -112,6 +117,7 @@ impl RateHold {
             charges,
             open: true,
             pending: true,
+            since: Instant::now(),
         }
     }
 
@@ -141,7 +147,13 @@ impl RateHold {
         }
         self.open = false;
         if let Some(ledger) = &self.ledger {
-            ledger.settle(&self.charges, input_tokens, output_tokens, cancelled);
+            ledger.settle_held(
+                &self.charges,
+                input_tokens,
+                output_tokens,
+                cancelled,
+                self.since.elapsed(),
+            );
         }
     }
 

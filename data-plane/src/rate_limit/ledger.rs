@@ -121,6 +121,9 @@ struct Slot {
     last_used: Instant,
     /// The keeper is handing this slice back.
     retiring: bool,
+    /// Per-minute: the unused reservations of requests that outlived the slice lifetime,
+    /// taken out of the slice to be handed back to the bucket (see [`Ledger::settle_held`]).
+    returned: u64,
 }
 
 impl Slot {
@@ -136,6 +139,7 @@ impl Slot {
             available: None,
             last_used: now,
             retiring: false,
+            returned: 0,
         }
     }
 
@@ -276,13 +280,41 @@ impl Ledger {
         output_tokens: u64,
         cancelled: bool,
     ) {
+        self.settle_held(
+            charges,
+            input_tokens,
+            output_tokens,
+            cancelled,
+            Duration::ZERO,
+        );
+    }
+
+    /// [`Ledger::settle`] for a hold that lasted `held_for`. On a per-minute bucket, what a
+    /// request held longer than [`PER_MINUTE_SLICE_LIFETIME`] reserved and did not use left
+    /// the bucket too long ago to be spent now: it is taken out of the slice and handed back
+    /// to the bucket by the next call, instead of being reused here.
+    pub(crate) fn settle_held(
+        &self,
+        charges: &[Charge],
+        input_tokens: u64,
+        output_tokens: u64,
+        cancelled: bool,
+        held_for: Duration,
+    ) {
         let mut slots = self.slots();
         let mut freed_scarce = false;
+        let outlived = held_for > PER_MINUTE_SLICE_LIFETIME;
         for charge in charges {
             if let Some(slot) = slots.get_mut(&charge.bucket) {
                 slot.reserved = slot.reserved.saturating_sub(charge.amount);
                 let cost = charge.cost(input_tokens, output_tokens, cancelled);
                 slot.settled = slot.settled.saturating_add(cost);
+                if outlived && slot.per_minute() && slot.enforced {
+                    let surplus = charge.amount.saturating_sub(cost);
+                    let taken = surplus.min(slot.positive_headroom());
+                    slot.granted -= taken;
+                    slot.returned = slot.returned.saturating_add(taken);
+                }
                 freed_scarce |= slot.scarce() && slot.positive_headroom() > 0;
             }
         }
@@ -349,7 +381,7 @@ impl Ledger {
                 bucket: charge.bucket.clone(),
                 need,
                 want: need.max(limit / 20),
-                release,
+                release: release.saturating_add(std::mem::take(&mut slot.returned)),
             });
         }
         asks
@@ -414,7 +446,7 @@ impl Ledger {
             if !s.enforced {
                 s.reserved == 0
             } else if s.per_minute() {
-                !s.live(now)
+                !s.live(now) || s.returned > 0
             } else {
                 renew || s.spare_to_hand_back(now) > 0
             }
@@ -444,16 +476,23 @@ impl Ledger {
                 continue;
             }
             if slot.per_minute() {
+                let returned = std::mem::take(&mut slot.returned);
                 if slot.live(now) {
+                    if returned > 0 {
+                        asks.push(RateAsk {
+                            release: returned,
+                            ..RateAsk::renew(bucket.clone())
+                        });
+                    }
                     continue;
                 }
                 let headroom = slot.headroom();
-                if headroom > 0 {
+                if headroom > 0 || returned > 0 {
                     let release = slot.positive_headroom();
                     slot.granted -= release;
                     slot.retiring = slot.reserved == 0;
                     asks.push(RateAsk {
-                        release,
+                        release: release.saturating_add(returned),
                         ..RateAsk::renew(bucket.clone())
                     });
                 } else if slot.reserved > 0 {
@@ -544,12 +583,12 @@ impl Ledger {
         let mut slots = self.slots();
         let asks = slots
             .iter_mut()
-            .filter(|(_, s)| s.enforced && s.headroom() > 0)
+            .filter(|(_, s)| s.enforced && (s.headroom() > 0 || s.returned > 0))
             .map(|(bucket, slot)| {
                 let release = slot.positive_headroom();
                 slot.granted -= release;
                 RateAsk {
-                    release,
+                    release: release.saturating_add(std::mem::take(&mut slot.returned)),
                     ..RateAsk::renew(bucket.clone())
                 }
             })

@@ -492,3 +492,49 @@ fn a_concurrency_answer_sets_the_slots_held_absolutely_so_a_lost_answer_is_corre
     ledger.apply_reply(&asks, &reply(true, vec![lease(0, 2)]), later, TTL);
     assert_eq!(ledger.amounts(&c.bucket), Some((2, 0, 1)));
 }
+
+#[test]
+fn a_long_requests_unused_reservation_goes_back_to_the_bucket_not_to_the_slice() {
+    let ledger = Ledger::new();
+    let otpm = limit("otpm", RateLimitKind::OutputTokensPerMinute, 100_000);
+    let c = charge(&otpm, 32_000);
+    let now = Instant::now();
+    let asks = ledger.reserve_for_lease(std::slice::from_ref(&c), now);
+    ledger.apply_reply(
+        &asks,
+        &reply(true, vec![state(32_000, 100_000, 68_000)]),
+        now,
+        TTL,
+    );
+    // A stream that ran a minute and used 500 of its 32,000 reserved tokens.
+    ledger.settle_held(
+        std::slice::from_ref(&c),
+        0,
+        500,
+        false,
+        Duration::from_secs(60),
+    );
+    assert_eq!(ledger.amounts(&c.bucket), Some((500, 500, 0)));
+    // The keeper hands the 31,500 back even though the slice is still live.
+    let asks = ledger.plan_upkeep(now, TTL, false);
+    assert_eq!(asks.len(), 1);
+    assert_eq!(asks[0].release, 31_500);
+    // A short request's surplus stays in the slice for the next request.
+    let short = charge(&otpm, 1_000);
+    ledger.apply_reply(
+        &[RateAsk::renew(short.bucket.clone())],
+        &reply(true, vec![state(1_000, 100_000, 0)]),
+        now,
+        TTL,
+    );
+    assert!(ledger.try_reserve(std::slice::from_ref(&short), now));
+    ledger.settle_held(
+        std::slice::from_ref(&short),
+        0,
+        10,
+        false,
+        Duration::from_secs(1),
+    );
+    assert_eq!(ledger.amounts(&c.bucket), Some((1_500, 510, 0)));
+    assert!(ledger.plan_upkeep(now, TTL, false).is_empty());
+}
