@@ -53,9 +53,54 @@ impl<K: Ord + Hash + Clone> FlightLocks<K> {
             .collect()
     }
 
+    /// Takes the locks of `keys` that are free right now, without waiting: the guards, and
+    /// the keys whose lock someone else holds (a lease call in flight).
+    pub(crate) fn try_lock<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a K>,
+    ) -> (Vec<FlightGuard>, Vec<K>)
+    where
+        K: 'a,
+    {
+        let keys: Vec<&K> = keys.into_iter().collect();
+        let mut guards = Vec::with_capacity(keys.len());
+        let mut busy = Vec::new();
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            let lock = locks.entry(key.clone()).or_default().clone();
+            match lock.try_lock_owned() {
+                Ok(guard) => guards.push(guard),
+                Err(_) => busy.push(key.clone()),
+            }
+        }
+        (guards, busy)
+    }
+
     /// Drops the locks nobody holds or waits for.
     pub(crate) fn prune(&self) {
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn try_lock_takes_the_free_keys_and_names_the_busy_ones() {
+        let locks = FlightLocks::<String>::default();
+        let (a, b) = ("a".to_owned(), "b".to_owned());
+        let held = locks.lock([&a]).await;
+        let (guards, busy) = locks.try_lock([&a, &b]);
+        assert_eq!(guards.len(), 1);
+        assert_eq!(busy, vec![a.clone()]);
+        drop(guards);
+        drop(held);
+        let (guards, busy) = locks.try_lock([&a, &b]);
+        assert_eq!((guards.len(), busy.len()), (2, 0));
+        drop(guards);
+        locks.prune();
+        assert!(locks.locks.lock().unwrap().is_empty());
     }
 }

@@ -393,8 +393,12 @@ impl RateLimiter {
         // Serialised with admission's lease calls on the same buckets, so a renewal's
         // answer never overwrites a grant applied in between.
         let held = self.ledger.buckets();
-        let guards = self.flights.lock(held.iter()).await;
-        let asks = self.ledger.plan_upkeep(Instant::now(), ttl, renew);
+        // Buckets with an admission's lease call in flight are left for the next round
+        // (that call renews them): the keeper never makes requests wait behind its call.
+        let (guards, busy) = self.flights.try_lock(held.iter());
+        let asks = self
+            .ledger
+            .plan_upkeep_skipping(Instant::now(), ttl, renew, &busy);
         if !asks.is_empty() {
             let reply = match control_plane::rate_lease(&self.api, &self.data_plane_id, &asks).await
             {

@@ -453,21 +453,40 @@ impl Ledger {
         })
     }
 
-    /// What the keeper should do now (`renew`: also renew concurrency leases this round):
+    /// [`Ledger::plan_upkeep_skipping`] with no bucket busy.
+    #[cfg(test)]
+    pub(crate) fn plan_upkeep(&self, now: Instant, ttl: Duration, renew: bool) -> Vec<RateAsk> {
+        self.plan_upkeep_skipping(now, ttl, renew, &[])
+    }
+
+    /// What the keeper should do now (`renew`: also renew concurrency leases this round),
+    /// leaving the slices of `busy` buckets alone (an admission's lease call on them is in
+    /// flight, and renews them anyway):
     ///
-    /// - an expired per-minute slice hands its unused rest back; with nothing in flight it
-    ///   is dropped (after the call); one in debt asks for what it owes (`need` 0) until
-    ///   paid, or is forgiven after [`DEBT_FORGIVEN_AFTER`] idle;
-    /// - a concurrency slice idle for `ttl` with nothing in flight hands its slots back and
-    ///   is dropped; the others are renewed, asking to cover any debt (in-flight requests
-    ///   the control plane no longer counts after a reset).
+    /// - a per-minute slice hands back what long requests left unused; an expired one also
+    ///   hands back its unused rest and, with nothing in flight, is dropped (after the
+    ///   call); one in debt asks for what it owes (`need` 0) until paid, or is forgiven
+    ///   after [`DEBT_FORGIVEN_AFTER`] idle;
+    /// - a concurrency slice hands back the slots no request holds once idle for
+    ///   [`SPARE_SLOTS_IDLE`] (at once when the limit was fully leased out), and is dropped
+    ///   when nothing is in flight; the others are renewed, asking to cover any debt
+    ///   (in-flight requests the control plane no longer counts after a reset).
     ///
     /// What is handed back leaves the slice at once, so nothing can reserve it meanwhile.
-    pub(crate) fn plan_upkeep(&self, now: Instant, ttl: Duration, renew: bool) -> Vec<RateAsk> {
+    pub(crate) fn plan_upkeep_skipping(
+        &self,
+        now: Instant,
+        ttl: Duration,
+        renew: bool,
+        busy: &[BucketKey],
+    ) -> Vec<RateAsk> {
         let mut slots = self.slots();
         let mut asks = Vec::new();
         let mut dropped = Vec::new();
         for (bucket, slot) in slots.iter_mut() {
+            if busy.contains(bucket) {
+                continue;
+            }
             let idle_for = now.saturating_duration_since(slot.last_used);
             if !slot.enforced {
                 if slot.reserved == 0 {

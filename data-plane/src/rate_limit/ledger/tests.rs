@@ -538,3 +538,22 @@ fn a_long_requests_unused_reservation_goes_back_to_the_bucket_not_to_the_slice()
     assert_eq!(ledger.amounts(&c.bucket), Some((1_500, 510, 0)));
     assert!(ledger.plan_upkeep(now, TTL, false).is_empty());
 }
+
+#[test]
+fn the_keeper_leaves_buckets_with_a_call_in_flight_for_the_next_round() {
+    let ledger = Ledger::new();
+    let rpm = limit("rpm", RateLimitKind::RequestsPerMinute, 100);
+    let c = charge(&rpm, 1);
+    let now = Instant::now();
+    let asks = ledger.reserve_for_lease(std::slice::from_ref(&c), now);
+    ledger.apply_reply(&asks, &reply(true, vec![state(5, 100, 95)]), now, TTL);
+    ledger.settle(std::slice::from_ref(&c), 0, 0, false);
+    let expired = now + Duration::from_secs(6);
+    assert!(
+        ledger
+            .plan_upkeep_skipping(expired, TTL, true, std::slice::from_ref(&c.bucket))
+            .is_empty()
+    );
+    let asks = ledger.plan_upkeep(expired, TTL, true);
+    assert_eq!(asks[0].release, 4);
+}
