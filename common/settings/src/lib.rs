@@ -14,6 +14,8 @@
 //! [`with_config_file`] turns the file into command-line arguments for the flags set nowhere
 //! else, so clap parses and validates every value the same way whatever its source.
 
+pub mod pem;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 

@@ -8,7 +8,6 @@
 //! keep the certificate they were made with. The files are checked every reload interval (by
 //! modification time and size), and at once on `SIGHUP`.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,14 +15,13 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+use tollgate_settings::pem::{self, KeyRole, PemError};
 
 /// Where the listener's certificate and key are, and how the handshake is bounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,22 +67,8 @@ impl TlsSettings {
 /// Why a certificate and key pair cannot be served. Never carries key material.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("tls_cert_file: cannot read {}: {cause}", path.display())]
-    ReadCertificate { path: PathBuf, cause: io::Error },
-    #[error("tls_key_file: cannot read {}: {cause}", path.display())]
-    ReadKey { path: PathBuf, cause: io::Error },
-    #[error("tls_cert_file: {} holds no PEM certificate", path.display())]
-    NoCertificate { path: PathBuf },
-    #[error("tls_cert_file: {} is not valid PEM: {reason}", path.display())]
-    CertificatePem { path: PathBuf, reason: String },
-    #[error("tls_key_file: {} holds no valid PEM private key (PKCS#8, PKCS#1 or SEC1)", path.display())]
-    NoKey { path: PathBuf },
-    #[error("tls_key_file: {} cannot serve the certificate in {}: {reason}", key.display(), cert.display())]
-    Pair {
-        cert: PathBuf,
-        key: PathBuf,
-        reason: rustls::Error,
-    },
+    #[error(transparent)]
+    Pem(#[from] PemError),
     #[error("cannot configure TLS: {0}")]
     Config(#[source] rustls::Error),
 }
@@ -95,34 +79,16 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Reads and checks a certificate chain and its key.
 fn load_pair(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsError> {
-    let cert_pem = std::fs::read(cert_file).map_err(|cause| TlsError::ReadCertificate {
-        path: cert_file.to_owned(),
-        cause,
-    })?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| TlsError::CertificatePem {
-            path: cert_file.to_owned(),
-            reason: error.to_string(),
-        })?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: cert_file.to_owned(),
-        });
-    }
-    let key_pem = std::fs::read(key_file).map_err(|cause| TlsError::ReadKey {
-        path: key_file.to_owned(),
-        cause,
-    })?;
-    // The PEM error is not shown: it could quote part of the key file.
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey {
-        path: key_file.to_owned(),
-    })?;
-    CertifiedKey::from_der(chain, key, &provider()).map_err(|reason| TlsError::Pair {
-        cert: cert_file.to_owned(),
-        key: key_file.to_owned(),
-        reason,
-    })
+    let chain = pem::certificate_chain("tls_cert_file", cert_file)?;
+    let (_, key) = pem::private_key("tls_key_file", key_file, KeyRole::Server)?;
+    Ok(pem::certified_key(
+        "tls_key_file",
+        chain,
+        key,
+        cert_file,
+        key_file,
+        KeyRole::Server,
+    )?)
 }
 
 /// The certificate served to new connections.
@@ -280,7 +246,10 @@ mod tests {
         assert!(load_pair(&cert_file, &key_file).is_ok());
         let (cert_file, key_file) = files(dir.path(), &cert, &other_key);
         let error = load_pair(&cert_file, &key_file).unwrap_err();
-        assert!(matches!(error, TlsError::Pair { .. }), "{error}");
+        assert!(
+            matches!(error, TlsError::Pem(PemError::Pair { .. })),
+            "{error}"
+        );
     }
 
     #[test]
@@ -290,7 +259,10 @@ mod tests {
         let key = "-----BEGIN PRIVATE KEY-----\nSECRETMATERIAL!!\n-----END PRIVATE KEY-----\n";
         let (cert_file, key_file) = files(dir.path(), &cert, key);
         let error = load_pair(&cert_file, &key_file).unwrap_err();
-        assert!(matches!(error, TlsError::NoKey { .. }), "{error}");
+        assert!(
+            matches!(error, TlsError::Pem(PemError::NoKey { .. })),
+            "{error}"
+        );
         assert!(!format!("{error} {error:?}").contains("SECRETMATERIAL"));
     }
 
