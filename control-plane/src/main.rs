@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 use tollgate_control_plane::ControlPlaneConfig;
@@ -117,8 +117,8 @@ struct Args {
     #[arg(long, env = "TOLLGATE_LOG", default_value = "info")]
     log: String,
     /// Log output format: `text`, or `json` (one object a line).
-    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = tollgate_telemetry::LogFormat::Text)]
+    log_format: tollgate_telemetry::LogFormat,
     /// Operator listener for `/metrics` (Prometheus), `/healthz` and `/readyz` (ready while
     /// the database answers and a policy snapshot is compiled). Unset serves none.
     #[arg(long, env = "TOLLGATE_ADMIN_LISTEN")]
@@ -146,21 +146,6 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(Args::parse_from(args))
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-impl From<LogFormat> for tollgate_telemetry::LogFormat {
-    fn from(format: LogFormat) -> Self {
-        match format {
-            LogFormat::Text => tollgate_telemetry::LogFormat::Text,
-            LogFormat::Json => tollgate_telemetry::LogFormat::Json,
-        }
-    }
-}
-
 /// Logging and export settings: the log flags plus the standard `OTEL_*` variables.
 fn telemetry_config(args: &Args) -> anyhow::Result<tollgate_telemetry::TelemetryConfig> {
     let mut telemetry = tollgate_telemetry::TelemetryConfig::from_env(
@@ -168,7 +153,7 @@ fn telemetry_config(args: &Args) -> anyhow::Result<tollgate_telemetry::Telemetry
         args.otlp_endpoint.as_deref(),
     )?;
     telemetry.log_filter = args.log.clone();
-    telemetry.log_format = args.log_format.into();
+    telemetry.log_format = args.log_format;
     telemetry.log_output = tollgate_telemetry::LogOutput::Stdout;
     telemetry.prometheus = args.admin_listen.is_some();
     telemetry.validate()?;

@@ -5,27 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tollgate_data_plane::DataPlaneConfig;
 use tollgate_data_plane::{ControlPlaneTls, ListenerLimits, SignInLimitSettings, TlsSettings};
 use tollgate_telemetry::{LogOutput, TelemetryConfig};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-impl From<LogFormat> for tollgate_telemetry::LogFormat {
-    fn from(format: LogFormat) -> Self {
-        match format {
-            LogFormat::Text => tollgate_telemetry::LogFormat::Text,
-            LogFormat::Json => tollgate_telemetry::LogFormat::Json,
-        }
-    }
-}
 
 /// Tollgate data plane: authenticates, authorizes, proxies and meters Anthropic Messages API
 /// traffic under the policy the control plane streams to it.
@@ -225,7 +210,7 @@ struct Args {
     log: Option<String>,
     /// Log output format: `text`, or `json` (one object a line, with the request's fields).
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value = "text")]
-    log_format: LogFormat,
+    log_format: tollgate_telemetry::LogFormat,
     /// OTLP collector base URL (e.g. http://otel-collector:4318); overrides
     /// OTEL_EXPORTER_OTLP_ENDPOINT. Unset, and with no OTEL_* endpoint, nothing is exported.
     #[arg(long, env = "TOLLGATE_OTLP_ENDPOINT")]
@@ -260,7 +245,7 @@ impl Args {
             .or_else(|| std::env::var("RUST_LOG").ok())
             .filter(|f| !f.trim().is_empty())
             .unwrap_or_else(|| "info".to_owned());
-        telemetry.log_format = self.log_format.into();
+        telemetry.log_format = self.log_format;
         telemetry.log_output = LogOutput::Stdout;
         telemetry.prometheus = self.admin_listen.is_some();
         telemetry.validate()?;

@@ -14,7 +14,7 @@
 //! - anything short of a complete answer for a request in flight on the data plane it killed.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,8 +24,9 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tollgate_e2e::binaries::{Process, binary, free_port};
+use tollgate_e2e::binaries::binary;
 use tollgate_e2e::postgres::{OwnedCluster, TestDatabase, target_dir};
+use tollgate_e2e::servers::{ControlPlane, DataPlane, seed_alice};
 use tollgate_e2e::stack::{OPUS, SONNET, secret_value, target};
 use tollgate_e2e::{FakeAnthropic, Reply};
 use tollgate_proto::v1 as pb;
@@ -61,15 +62,15 @@ async fn clients_see_only_drain_contract_failures_and_every_served_request_is_re
     let fakes = Fakes::start(&root).await;
 
     let files = Files::new();
-    let mut cp = ControlPlane::new(files.path(), &db.url);
-    cp.start().await;
+    let mut cp = ControlPlane::new(files.path(), &db.url).unwrap();
+    cp.start().await.unwrap();
     let user_key = seed(&cp, &fakes).await;
     let mut dps = [
-        DataPlane::new("dp1", files.path(), &cp),
-        DataPlane::new("dp2", files.path(), &cp),
+        data_plane("dp1", files.path(), &cp),
+        data_plane("dp2", files.path(), &cp),
     ];
     for dp in &mut dps {
-        dp.start().await;
+        dp.start().await.unwrap();
     }
 
     eprintln!("chaos: servers up in {}ms", ms(setup, Instant::now()));
@@ -87,7 +88,7 @@ async fn clients_see_only_drain_contract_failures_and_every_served_request_is_re
     pause(3).await;
 
     chaos.phase("control plane killed", &load);
-    cp.kill().await;
+    cp.kill().await.unwrap();
     pause(3).await;
 
     chaos.phase("postgres restarting, control plane down", &load);
@@ -97,7 +98,7 @@ async fn clients_see_only_drain_contract_failures_and_every_served_request_is_re
     pause(2).await;
 
     chaos.phase("control plane started again", &load);
-    cp.start().await;
+    cp.start().await.unwrap();
     pause(3).await;
 
     chaos.phase("dp1 killed", &load);
@@ -107,11 +108,11 @@ async fn clients_see_only_drain_contract_failures_and_every_served_request_is_re
         usage_backlog(&dps[0]).await
     );
     let from = Instant::now();
-    dps[0].kill().await;
+    dps[0].kill().await.unwrap();
     let dead_at = Instant::now();
     load.take_out_of_rotation(0);
     pause(1).await;
-    dps[0].start().await;
+    dps[0].start().await.unwrap();
     load.put_in_rotation(0);
     chaos.window(0, Disruption::Kill { dead_at }, from);
     let _ = join(probe).await;
@@ -120,14 +121,17 @@ async fn clients_see_only_drain_contract_failures_and_every_served_request_is_re
     chaos.phase("dp2 restarted gracefully", &load);
     let drained_probe = in_flight_stream(&load, 1).await;
     let from = Instant::now();
-    let graceful = dps[1].terminate().await;
+    let graceful = dps[1]
+        .terminate(Duration::from_secs(2 * DRAIN_TIMEOUT_SECS + 15))
+        .await
+        .unwrap();
     load.take_out_of_rotation(1);
     assert!(
         graceful,
         "dp2 did not exit 0 after SIGTERM:\n{}",
         dps[1].output()
     );
-    dps[1].start().await;
+    dps[1].start().await.unwrap();
     load.put_in_rotation(1);
     chaos.window(1, Disruption::Terminate, from);
     let drained_probe = join(drained_probe).await;
@@ -722,176 +726,18 @@ impl Drop for Files {
     }
 }
 
-struct ControlPlane {
-    args: Vec<String>,
-    env: HashMap<String, String>,
-    grpc_url: String,
-    admin_url: String,
-    admin_key_file: PathBuf,
-    sync_token: String,
-    dir: PathBuf,
-    starts: usize,
-    process: Option<Process>,
-}
-
-impl ControlPlane {
-    fn new(dir: &Path, database_url: &str) -> ControlPlane {
-        let grpc_port = free_port().unwrap();
-        let admin_port = free_port().unwrap();
-        let admin_key_file = dir.join("admin.key");
-        let sync_token = tollgate_cli::secret::random_token("tgs_");
-        let env = HashMap::from([
-            ("TOLLGATE_SYNC_TOKEN".to_owned(), sync_token.clone()),
-            ("TOLLGATE_DATABASE_URL".to_owned(), database_url.to_owned()),
-        ]);
-        let args = [
-            "--grpc-listen",
-            &format!("127.0.0.1:{grpc_port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin_port}"),
-            "--admin-key-file",
-            &admin_key_file.display().to_string(),
-            "--secrets-key-file",
-            &dir.join("secrets.key").display().to_string(),
-            "--audit-signing-key-file",
-            &dir.join("audit.pem").display().to_string(),
-            "--log-format",
-            "json",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        ControlPlane {
-            args,
-            env,
-            grpc_url: format!("http://127.0.0.1:{grpc_port}"),
-            admin_url: format!("http://127.0.0.1:{admin_port}"),
-            admin_key_file,
-            sync_token,
-            dir: dir.to_owned(),
-            starts: 0,
-            process: None,
-        }
-    }
-
-    /// Starts a new process (same flags every time) and waits until it is ready.
-    async fn start(&mut self) {
-        let log = self.dir.join(format!("cp-{}.log", self.starts));
-        self.starts += 1;
-        let process = Process::spawn(
-            &binary("tollgate-control-plane").await.unwrap(),
-            &self.args,
-            &self.env,
-            log,
-        )
-        .unwrap();
-        let readyz = format!("{}/readyz", self.admin_url);
-        let key_file = &self.admin_key_file;
-        let ready = eventually(Duration::from_secs(60), || async {
-            key_file.exists() && status_of(&readyz).await == 200
-        })
-        .await;
-        assert!(ready, "control plane not ready:\n{}", process.output());
-        self.process = Some(process);
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.child.kill().await.unwrap();
-        }
-    }
-
-    fn admin_key(&self) -> String {
-        std::fs::read_to_string(&self.admin_key_file)
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-}
-
-struct DataPlane {
-    name: &'static str,
-    url: String,
-    admin_url: String,
-    args: Vec<String>,
-    env: HashMap<String, String>,
-    dir: PathBuf,
-    starts: usize,
-    process: Option<Process>,
-}
-
-impl DataPlane {
-    fn new(name: &'static str, dir: &Path, cp: &ControlPlane) -> DataPlane {
-        let port = free_port().unwrap();
-        let admin_port = free_port().unwrap();
-        let args = [
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin_port}"),
-            "--control-plane-url",
-            &cp.grpc_url,
-            "--data-plane-id",
-            name,
-            "--spool-path",
-            &dir.join(format!("{name}.spool")).display().to_string(),
-            "--shutdown-drain-timeout-secs",
-            &DRAIN_TIMEOUT_SECS.to_string(),
-            "--log-format",
-            "json",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        DataPlane {
-            name,
-            url: format!("http://127.0.0.1:{port}"),
-            admin_url: format!("http://127.0.0.1:{admin_port}"),
-            args,
-            env: HashMap::from([("TOLLGATE_SYNC_TOKEN".to_owned(), cp.sync_token.clone())]),
-            dir: dir.to_owned(),
-            starts: 0,
-            process: None,
-        }
-    }
-
-    /// Starts a new process (same flags, same spool) and waits until it is ready.
-    async fn start(&mut self) {
-        let log = self.dir.join(format!("{}-{}.log", self.name, self.starts));
-        self.starts += 1;
-        let process = Process::spawn(
-            &binary("tollgate-data-plane").await.unwrap(),
-            &self.args,
-            &self.env,
-            log,
-        )
-        .unwrap();
-        let readyz = format!("{}/readyz", self.admin_url);
-        let ready = eventually(Duration::from_secs(30), || async {
-            status_of(&readyz).await == 200
-        })
-        .await;
-        assert!(ready, "{} not ready:\n{}", self.name, process.output());
-        self.process = Some(process);
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.child.kill().await.unwrap();
-        }
-    }
-
-    /// `SIGTERM`; whether it exited with 0 within twice the drain period and some slack.
-    async fn terminate(&mut self) -> bool {
-        let process = self.process.as_mut().unwrap();
-        let within = Duration::from_secs(2 * DRAIN_TIMEOUT_SECS + 15);
-        process.terminate(within).await.unwrap()
-    }
-
-    fn output(&self) -> String {
-        self.process
-            .as_ref()
-            .map(Process::output)
-            .unwrap_or_default()
-    }
+/// A data plane with its own spool in `dir` and the short drain period.
+fn data_plane(name: &str, dir: &Path, cp: &ControlPlane) -> DataPlane {
+    let mut dp = DataPlane::new(name, dir, cp).unwrap();
+    dp.arg(
+        "--spool-path",
+        dir.join(format!("{name}.spool")).display().to_string(),
+    )
+    .arg(
+        "--shutdown-drain-timeout-secs",
+        DRAIN_TIMEOUT_SECS.to_string(),
+    );
+    dp
 }
 
 /// The data plane's `tollgate_usage_backlog` (records not yet acknowledged), from `/metrics`.
@@ -907,17 +753,6 @@ async fn usage_backlog(dp: &DataPlane) -> String {
         .filter(|l| l.starts_with("tollgate_usage_backlog"))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-async fn status_of(url: &str) -> u16 {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    match client.get(url).send().await {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
-    }
 }
 
 /// The providers: each fake answers every request the same way, so each model has its own.
@@ -946,7 +781,7 @@ impl Fakes {
 /// A provider and a model routed to it per fake, a group allowed every model, and a user with
 /// an API key; returns the key.
 async fn seed(cp: &ControlPlane, fakes: &Fakes) -> String {
-    let mut a = tollgate_cli::admin::connect(&cp.grpc_url, &cp.admin_key())
+    let mut a = tollgate_cli::admin::connect(&cp.grpc_url, &cp.admin_key().unwrap())
         .await
         .unwrap();
     for (provider, fake, model) in [
@@ -979,29 +814,8 @@ async fn seed(cp: &ControlPlane, fakes: &Fakes) -> String {
         .await
         .unwrap();
     }
-    a.create_group(pb::CreateGroupRequest {
-        name: "eng".into(),
-        allowed_models: vec![STREAMED_MODEL.into(), HAIKU.into(), SLOW.into()],
-    })
-    .await
-    .unwrap();
-    a.create_principal(pb::CreatePrincipalRequest {
-        kind: pb::PrincipalKind::User as i32,
-        name: "Alice".into(),
-        email: "alice@example.com".into(),
-        groups: vec!["eng".into()],
-    })
-    .await
-    .unwrap();
-    a.create_api_key(pb::CreateApiKeyRequest {
-        principal: "alice@example.com".into(),
-        name: "laptop".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .secret
+    let models = vec![STREAMED_MODEL.into(), HAIKU.into(), SLOW.into()];
+    seed_alice(&mut a, models).await.unwrap()
 }
 
 /// The usage records of one request id.

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
-use tollgate_e2e::binaries::{Process, binary, free_port};
 use tollgate_e2e::fake_otlp::FakeOtlp;
 use tollgate_e2e::postgres::TestDatabase;
+use tollgate_e2e::servers::{ControlPlane, DataPlane, seed_alice};
 use tollgate_e2e::stack::{SONNET, secret_value, target};
 use tollgate_e2e::{FakeAnthropic, Reply};
 use tollgate_proto::v1 as pb;
@@ -23,8 +23,8 @@ use crate::support::{eventually, message_body};
 const CLIENT_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 struct Servers {
-    cp: Process,
-    dp: Process,
+    cp: ControlPlane,
+    dp: DataPlane,
     cp_admin: String,
     dp_admin: String,
     dp_url: String,
@@ -48,78 +48,24 @@ fn otel_env(otlp: &FakeOtlp) -> HashMap<String, String> {
 
 async fn start(db: &TestDatabase, otlp: &FakeOtlp, fake: &FakeAnthropic) -> Servers {
     let dir = tempfile::tempdir().unwrap();
-    let grpc_port = free_port().unwrap();
-    let cp_admin_port = free_port().unwrap();
-    let sync_token = tollgate_cli::secret::random_token("tgs_");
-    let admin_key_file = dir.path().join("admin.key");
-    let mut env = otel_env(otlp);
-    env.insert("TOLLGATE_SYNC_TOKEN".into(), sync_token.clone());
-    env.insert("TOLLGATE_DATABASE_URL".into(), db.url.clone());
-    let cp_args: Vec<String> = vec![
-        "--grpc-listen".into(),
-        format!("127.0.0.1:{grpc_port}"),
-        "--admin-listen".into(),
-        format!("127.0.0.1:{cp_admin_port}"),
-        "--admin-key-file".into(),
-        admin_key_file.display().to_string(),
-        "--secrets-key-file".into(),
-        dir.path().join("secrets.key").display().to_string(),
-        "--audit-signing-key-file".into(),
-        dir.path().join("audit.pem").display().to_string(),
-        "--audit-checkpoint-interval-secs".into(),
-        "1".into(),
-        "--audit-checkpoint-file".into(),
-        dir.path().join("checkpoints.jsonl").display().to_string(),
-        "--log-format".into(),
-        "json".into(),
-    ];
-    let cp = Process::spawn(
-        &binary("tollgate-control-plane").await.unwrap(),
-        &cp_args,
-        &env,
-        dir.path().join("cp.log"),
-    )
-    .unwrap();
-    let cp_admin = format!("http://127.0.0.1:{cp_admin_port}");
-    assert!(
-        eventually(Duration::from_secs(60), || async {
-            admin_key_file.exists() && get(&format!("{cp_admin}/readyz")).await.0 == 200
-        })
-        .await,
-        "control plane not ready: {}",
-        cp.output()
-    );
-    let admin_key = std::fs::read_to_string(&admin_key_file)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let mut cp = ControlPlane::new(dir.path(), &db.url).unwrap();
+    cp.envs(otel_env(otlp))
+        .arg("--audit-checkpoint-interval-secs", "1")
+        .arg(
+            "--audit-checkpoint-file",
+            dir.path().join("checkpoints.jsonl").display().to_string(),
+        );
+    cp.start().await.unwrap();
+    let cp_admin = cp.admin_url.clone();
     let provider_secret = format!("sk-canary-{}", uuid::Uuid::new_v4().simple());
-    let user_key = seed(grpc_port, &admin_key, fake, &provider_secret).await;
-
-    let dp_port = free_port().unwrap();
-    let dp_admin_port = free_port().unwrap();
-    let dp_args: Vec<String> = vec![
-        "--listen".into(),
-        format!("127.0.0.1:{dp_port}"),
-        "--admin-listen".into(),
-        format!("127.0.0.1:{dp_admin_port}"),
-        "--control-plane-url".into(),
-        format!("http://127.0.0.1:{grpc_port}"),
-        "--data-plane-id".into(),
-        "dp-otel".into(),
-        "--usage-flush-interval-ms".into(),
-        "100".into(),
-        "--log-format".into(),
-        "json".into(),
-    ];
-    let dp = Process::spawn(
-        &binary("tollgate-data-plane").await.unwrap(),
-        &dp_args,
-        &env,
-        dir.path().join("dp.log"),
+    let user_key = seed(
+        &cp.grpc_url,
+        &cp.admin_key().unwrap(),
+        fake,
+        &provider_secret,
     )
-    .unwrap();
-    let dp_admin = format!("http://127.0.0.1:{dp_admin_port}");
+    .await;
+
     // Ready, and holding the policy the seeding produced (compiles run behind the writes).
     let seeded: i64 = {
         let pool = db.pool().await.unwrap();
@@ -130,27 +76,19 @@ async fn start(db: &TestDatabase, otlp: &FakeOtlp, fake: &FakeAnthropic) -> Serv
         pool.close().await;
         v
     };
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            get(&format!("{dp_admin}/readyz")).await.0 == 200
-                && get(&format!("{dp_admin}/metrics"))
-                    .await
-                    .1
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("tollgate_policy_snapshot_version "))
-                    .filter_map(|v| v.trim().parse::<i64>().ok())
-                    .any(|v| v >= seeded)
-        })
-        .await,
-        "data plane not ready with policy {seeded}: {}",
-        dp.output()
-    );
+    let mut dp = DataPlane::new("dp-otel", dir.path(), &cp).unwrap();
+    dp.wait_for_policy_version(seeded)
+        .envs(cp.env().clone())
+        .arg("--usage-flush-interval-ms", "100");
+    dp.start().await.unwrap();
+    let dp_admin = dp.admin_url.clone();
+    let dp_url = dp.url.clone();
     Servers {
         cp,
         dp,
         cp_admin,
         dp_admin,
-        dp_url: format!("http://127.0.0.1:{dp_port}"),
+        dp_url,
         user_key,
         provider_secret,
         _dir: dir,
@@ -159,8 +97,8 @@ async fn start(db: &TestDatabase, otlp: &FakeOtlp, fake: &FakeAnthropic) -> Serv
 
 /// Seeds a provider (with the canary credential), a model, a group and a user with an API key;
 /// returns the key.
-async fn seed(grpc_port: u16, admin_key: &str, fake: &FakeAnthropic, secret: &str) -> String {
-    let mut a = tollgate_cli::admin::connect(&format!("http://127.0.0.1:{grpc_port}"), admin_key)
+async fn seed(grpc_url: &str, admin_key: &str, fake: &FakeAnthropic, secret: &str) -> String {
+    let mut a = tollgate_cli::admin::connect(grpc_url, admin_key)
         .await
         .unwrap();
     a.create_provider(pb::CreateProviderRequest {
@@ -187,29 +125,7 @@ async fn seed(grpc_port: u16, admin_key: &str, fake: &FakeAnthropic, secret: &st
     })
     .await
     .unwrap();
-    a.create_group(pb::CreateGroupRequest {
-        name: "eng".into(),
-        allowed_models: vec![SONNET.into()],
-    })
-    .await
-    .unwrap();
-    a.create_principal(pb::CreatePrincipalRequest {
-        kind: pb::PrincipalKind::User as i32,
-        name: "Alice".into(),
-        email: "alice@example.com".into(),
-        groups: vec!["eng".into()],
-    })
-    .await
-    .unwrap();
-    a.create_api_key(pb::CreateApiKeyRequest {
-        principal: "alice@example.com".into(),
-        name: "laptop".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .secret
+    seed_alice(&mut a, vec![SONNET.into()]).await.unwrap()
 }
 
 async fn get(url: &str) -> (u16, String) {

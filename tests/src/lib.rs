@@ -19,6 +19,7 @@ pub mod killable;
 pub mod ledger;
 pub mod postgres;
 pub mod python;
+pub mod servers;
 pub mod sigv4_verify;
 pub mod stack;
 

@@ -14,8 +14,8 @@ use http::{HeaderName, HeaderValue, Uri};
 
 use crate::error::TelemetryError;
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How log lines are written (also the servers' `--log-format` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines (colours only on a terminal).
     #[default]
